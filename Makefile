@@ -1,0 +1,25 @@
+# Two entry points: `make demo` (main job on the built-in cell) and `make test`.
+# Both create/update the virtual environment, install the project and compile the mechanisms.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test install
+
+$(STAMP): setup.cfg pyproject.toml $(wildcard mechanisms/*.mod)
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	# Only this torch spec is a local CPU wheel here; any other would download CUDA builds.
+	$(PY) -m pip show torch >/dev/null 2>&1 || $(PY) -m pip install --quiet torch==2.13.0
+	$(PY) -m pip install --quiet -e '.[test]'
+	$(PY) -c "from surrogate_cell.mechanisms import load_mechanisms; load_mechanisms()"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: install
+	$(PY) -m surrogate_cell
+
+test: install
+	$(PY) -m pytest -q

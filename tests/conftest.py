@@ -1,0 +1,17 @@
+"""Shared test fixtures: reference morphologies (skipped cleanly when ../shared is absent)."""
+
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+HAY_MORPHOLOGY = REPO_ROOT.parent / "shared" / "reference" / "morphologies" / "cell1.asc"
+
+requires_hay_morphology = pytest.mark.skipif(
+    not HAY_MORPHOLOGY.is_file(), reason=f"reference morphology {HAY_MORPHOLOGY} not present"
+)
+
+MORPHOLOGIES = [
+    pytest.param(None, id="default"),
+    pytest.param(str(HAY_MORPHOLOGY), id="hay_cell1", marks=requires_hay_morphology),
+]
