@@ -1,0 +1,61 @@
+"""Configuration and output conventions shared by all surrogate model families.
+
+Task layout: tasks ``0 .. n_tasks - 2`` predict the z-scored voltage of each
+segment at the next step; the last task is the somatic-spike logit.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from torch import Tensor
+
+from .tcn import TCNConfig
+
+
+def as_int_tuple(values) -> tuple[int, ...]:
+    """Tuple of ints from any sequence (YAML gives lists)."""
+    return tuple(int(v) for v in values)
+
+
+@dataclass
+class SurrogateConfig:
+    """Fields common to every family.
+
+    ``in_channels``, ``n_tasks`` (voltage tasks + 1 spike task) and
+    ``event_channels`` (number of leading binary event channels, e.g.
+    2 x synapse-carrying segments; 0 = treat all channels as dense) come
+    from the data; the rest are architecture choices.
+    """
+
+    in_channels: int
+    n_tasks: int
+    kernel_size: int = 10
+    dilations: tuple[int, ...] = (1, 2, 4)
+    dropout: float = 0.2
+    window: int = 100
+    event_channels: int = 0
+
+    def __post_init__(self) -> None:
+        """Normalise sequences and validate the task count."""
+        self.dilations = as_int_tuple(self.dilations)
+        if self.n_tasks < 2:
+            raise ValueError("n_tasks counts the voltage tasks plus one spike task; need >= 2")
+
+    @property
+    def n_voltage_tasks(self) -> int:
+        """Number of voltage-regression tasks (all tasks but the spike logit)."""
+        return self.n_tasks - 1
+
+    def tcn_config(self, channels: tuple[int, ...], n_members: int = 1) -> TCNConfig:
+        """A :class:`TCNConfig` reading this model's input with the given widths."""
+        return TCNConfig(
+            in_channels=self.in_channels, channels=channels, kernel_size=self.kernel_size,
+            dilations=self.dilations, dropout=self.dropout, window=self.window,
+            n_members=n_members, event_channels=self.event_channels,
+        )
+
+
+def split_outputs(out: Tensor) -> tuple[Tensor, Tensor]:
+    """Split (batch, n_tasks) task outputs into voltages (batch, n_tasks - 1) and spike logit (batch,)."""
+    return out[:, :-1], out[:, -1]

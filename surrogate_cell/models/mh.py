@@ -1,0 +1,41 @@
+"""MH: hard parameter sharing, one TCN bottom feeding per-task towers."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from torch import Tensor, nn
+
+from .base import SurrogateConfig, as_int_tuple, split_outputs
+from .tcn import TCN
+from .towers import StackedTowers
+
+
+@dataclass
+class MHConfig(SurrogateConfig):
+    """MH sizes: TCN ``channels`` and per-task ``tower_hidden`` widths."""
+
+    channels: tuple[int, ...] = (32, 16, 8)
+    tower_hidden: tuple[int, ...] = (25, 25)
+
+    def __post_init__(self) -> None:
+        """Normalise sequences."""
+        super().__post_init__()
+        self.channels = as_int_tuple(self.channels)
+        self.tower_hidden = as_int_tuple(self.tower_hidden)
+
+
+class MH(nn.Module):
+    """Shared TCN -> flattened features -> one ELU tower per task."""
+
+    def __init__(self, config: MHConfig):
+        """Build the shared TCN and the stacked towers."""
+        super().__init__()
+        self.config = config
+        self.tcn = TCN(config.tcn_config(config.channels))
+        self.towers = StackedTowers(config.n_tasks, self.tcn.n_features,
+                                    config.tower_hidden, nn.ELU)
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """Voltage predictions (batch, n_tasks - 1) and spike logit (batch,)."""
+        return split_outputs(self.towers(self.tcn(x).squeeze(1)))

@@ -1,0 +1,87 @@
+"""MMoEEx: MMoE with exclusive or excluded experts (Aoki, Tung & Oliveira 2021).
+
+A fraction ``exclusivity_fraction`` of the experts is singled out at
+construction, with a seeded generator. With exclusivity (default) each such
+expert is reserved for one randomly chosen task and hidden from all others;
+with exclusion it is hidden from one randomly chosen task only. Hidden
+experts get a gate logit of ``-inf``, so their softmax gate weight is exactly 0.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from .mmoe import MMoE, MMoEConfig
+
+
+@dataclass
+class MMoEExConfig(MMoEConfig):
+    """MMoE configuration plus the gate-mask options.
+
+    ``exclusion=False``: exclusivity (expert usable by one task only);
+    ``exclusion=True``: the expert is removed from one task only.
+    """
+
+    exclusivity_fraction: float = 0.1
+    exclusion: bool = False
+    mask_seed: int = 0
+
+    def __post_init__(self) -> None:
+        """Validate the fraction."""
+        super().__post_init__()
+        if not 0.0 <= self.exclusivity_fraction <= 1.0:
+            raise ValueError("exclusivity_fraction must lie in [0, 1]")
+
+
+def n_special_experts(n_experts: int, fraction: float) -> int:
+    """Number of exclusive/excluded experts: ``round(fraction * n_experts)``, at least 1 if ``fraction > 0``."""
+    if fraction <= 0:
+        return 0
+    return max(1, round(fraction * n_experts))
+
+
+def make_gate_mask(n_tasks: int, n_experts: int, fraction: float, exclusion: bool = False,
+                   seed: int = 0) -> Tensor:
+    """Boolean (n_tasks, n_experts) mask of the experts each task may use.
+
+    Raises ``ValueError`` when every expert would be special, which could
+    leave a task without any expert.
+    """
+    n_special = n_special_experts(n_experts, fraction)
+    if n_special >= n_experts:
+        raise ValueError(f"{n_special} special experts out of {n_experts} would leave "
+                         "some task without an expert; lower exclusivity_fraction")
+    generator = torch.Generator().manual_seed(seed)
+    experts = torch.randperm(n_experts, generator=generator)[:n_special]
+    tasks = torch.randint(n_tasks, (n_special,), generator=generator)
+    mask = torch.ones(n_tasks, n_experts, dtype=torch.bool)
+    for expert, task in zip(experts.tolist(), tasks.tolist()):
+        if exclusion:
+            mask[task, expert] = False
+        else:
+            mask[:, expert] = False
+            mask[task, expert] = True
+    return mask
+
+
+class MMoEEx(MMoE):
+    """:class:`MMoE` whose gates see only the experts allowed by a fixed mask."""
+
+    def __init__(self, config: MMoEExConfig):
+        """Build the MMoE and its gate mask (a buffer, saved in the state dict)."""
+        super().__init__(config)
+        mask = make_gate_mask(config.n_tasks, config.n_experts, config.exclusivity_fraction,
+                              config.exclusion, config.mask_seed)
+        self.register_buffer("gate_mask", mask)
+
+    @property
+    def special_experts(self) -> list[int]:
+        """Indices of the exclusive (or excluded-from-one-task) experts."""
+        return (~self.gate_mask).any(0).nonzero().flatten().tolist()
+
+    def gate_logits(self, compressed: Tensor) -> Tensor:
+        """MMoE gate logits with hidden experts set to ``-inf``."""
+        return super().gate_logits(compressed).masked_fill(~self.gate_mask, float("-inf"))

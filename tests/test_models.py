@@ -1,0 +1,359 @@
+"""Tests of the surrogate model families (real torch, small sizes)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from surrogate_cell.models import (
+    MMoEEx,
+    StackedTowers,
+    TCN,
+    TCNConfig,
+    build_model,
+    build_model_from_file,
+    load_model_config,
+    make_gate_mask,
+)
+from surrogate_cell.models.events import EventIndex
+from surrogate_cell.models.mmoeex import n_special_experts
+
+CONFIG_DIR = Path(__file__).resolve().parents[1] / "training" / "models"
+
+N_EVENTS, N_DENSE, WINDOW, N_TASKS = 8, 4, 24, 6
+SMALL = dict(in_channels=N_EVENTS + N_DENSE, n_tasks=N_TASKS, window=WINDOW,
+             kernel_size=3, dilations=(1, 2), event_channels=N_EVENTS)
+FAMILY_SIZES = {
+    "mh": dict(channels=(6, 4), tower_hidden=(5, 5)),
+    "mmoe": dict(n_experts=3, expert_channels=(6, 4), compressor_channels=(4, 2),
+                 tower_hidden=(5, 5)),
+    "mmoeex": dict(n_experts=4, expert_channels=(6, 4), compressor_channels=(4, 2),
+                   tower_hidden=(5, 5), exclusivity_fraction=0.25),
+}
+
+
+@pytest.fixture(autouse=True, scope="module")
+def single_thread():
+    """Run these tiny models on one thread: thread-pool overhead dominates at this size."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+def make_input(batch: int = 5, density: float = 0.03, seed: int = 0) -> torch.Tensor:
+    """Binary sparse event channels followed by dense voltage-like channels."""
+    g = torch.Generator().manual_seed(seed)
+    events = (torch.rand(batch, N_EVENTS, WINDOW, generator=g) < density).float()
+    return torch.cat([events, torch.randn(batch, N_DENSE, WINDOW, generator=g)], dim=1)
+
+
+def small_model(family: str, **overrides) -> torch.nn.Module:
+    """A seeded small model of ``family``."""
+    torch.manual_seed(0)
+    return build_model(family, {**SMALL, **FAMILY_SIZES[family], **overrides})
+
+
+# ---------------------------------------------------------------- shapes / registry
+
+@pytest.mark.parametrize("family", sorted(FAMILY_SIZES))
+def test_output_shapes(family):
+    """Every family returns (batch, n_voltage) voltages and a (batch,) spike logit."""
+    model = small_model(family)
+    voltage, spike = model(make_input(batch=5))
+    assert voltage.shape == (5, N_TASKS - 1)
+    assert spike.shape == (5,)
+    assert model.config.n_voltage_tasks == N_TASKS - 1
+
+
+@pytest.mark.parametrize("family", ["mmoe", "mmoeex"])
+def test_gates_and_experts_shapes(family):
+    """Gate weights and expert features have the documented shapes; gates sum to 1."""
+    model = small_model(family).eval()
+    gates, experts = model.gates_and_experts(make_input(batch=3))
+    cfg = model.config
+    assert gates.shape == (3, N_TASKS, cfg.n_experts)
+    assert experts.shape == (3, cfg.n_experts, cfg.expert_channels[-1] * WINDOW)
+    torch.testing.assert_close(gates.sum(-1), torch.ones(3, N_TASKS))
+
+
+def test_mmoe_forward_equals_towers_on_explicit_mixtures():
+    """The fused first tower layer equals the towers applied to explicit mixtures."""
+    model = small_model("mmoe").eval()
+    x = make_input()
+    voltage, spike = model(x)
+    reference = model.towers(model.mixtures(x))
+    torch.testing.assert_close(torch.cat([voltage, spike[:, None]], 1), reference,
+                               rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", ["mh", "mmoe", "mmoeex", "mh_small", "mmoe_small"])
+def test_yaml_configs_build(name):
+    """Every shipped YAML config loads and builds a working model."""
+    family, fields = load_model_config(CONFIG_DIR / f"{name}.yaml")
+    assert family in {"mh", "mmoe", "mmoeex"}
+    model = build_model_from_file(CONFIG_DIR / f"{name}.yaml", in_channels=10, n_tasks=4,
+                                  event_channels=6)
+    voltage, spike = model(torch.zeros(2, 10, fields["window"]))
+    assert voltage.shape == (2, 3) and spike.shape == (2,)
+
+
+def test_unknown_family_and_fields_rejected(tmp_path):
+    """Unknown families and misspelt config fields raise ValueError."""
+    with pytest.raises(ValueError):
+        build_model("lstm", {})
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("family: mh\nchanels: [1, 2]\n")
+    with pytest.raises(ValueError, match="chanels"):
+        load_model_config(bad)
+
+
+@pytest.mark.parametrize("family", ["mh", "mmoe"])
+def test_samples_do_not_interact(family):
+    """A batched forward equals per-sample forwards (no cross-sample leak)."""
+    model = small_model(family).eval()
+    x = make_input(batch=4)
+    with torch.inference_mode():
+        batched = model(x)[0]
+        single = torch.cat([model(x[i:i + 1])[0] for i in range(4)])
+    torch.testing.assert_close(batched, single)
+
+
+def test_wrong_window_rejected():
+    """Inputs whose length differs from the window are rejected."""
+    model = small_model("mh")
+    with pytest.raises(ValueError):
+        model(torch.zeros(2, N_EVENTS + N_DENSE, WINDOW + 1))
+
+
+# ---------------------------------------------------------------- TCN structure
+
+def test_paper_default_tcn_layout():
+    """TCN defaults: kernel 10, dilations 1-2-4, widths 32-16-8, 800 features."""
+    tcn = TCN(TCNConfig(in_channels=7))
+    assert [b.conv1.out_channels for b in tcn.blocks] == [32, 16, 8]
+    assert [b.dilation for b in tcn.blocks] == [1, 2, 4]
+    assert [b.pad for b in tcn.blocks] == [9, 18, 36]
+    assert all(b.conv1.kernel_size == (10,) for b in tcn.blocks)
+    assert all(b.residual is not None for b in tcn.blocks)  # every block changes width
+    assert tcn.n_features == 800
+    assert tcn(torch.randn(2, 7, 100)).shape == (2, 1, 800)
+
+
+def test_identity_residual_when_width_unchanged():
+    """No residual projection when a block keeps its width."""
+    tcn = TCN(TCNConfig(in_channels=4, channels=(4, 4), kernel_size=3, dilations=(1, 2),
+                        window=10))
+    assert all(b.residual is None for b in tcn.blocks)
+
+
+@pytest.mark.parametrize("n_members", [1, 3])
+def test_tcn_is_causal(n_members):
+    """Changing inputs from t0 on leaves all features before t0 unchanged."""
+    cfg = TCNConfig(in_channels=N_EVENTS + N_DENSE, channels=(5, 3), kernel_size=3,
+                    dilations=(1, 2), window=WINDOW, n_members=n_members,
+                    event_channels=N_EVENTS)
+    tcn = TCN(cfg).eval()
+    x = make_input()
+    base = tcn(x).view(5, n_members, 3, WINDOW)
+    for t0 in (0, 7, WINDOW - 1):
+        x2 = x.clone()
+        x2[:, N_EVENTS:, t0:] += torch.randn_like(x2[:, N_EVENTS:, t0:])
+        # Redraw the (still sparse) events too, so the sparse path stays in use.
+        x2[:, :N_EVENTS, t0:] = (torch.rand_like(x2[:, :N_EVENTS, t0:]) < 0.05).float()
+        out = tcn(x2).view(5, n_members, 3, WINDOW)
+        assert torch.equal(out[..., :t0], base[..., :t0])
+        assert not torch.allclose(out[..., t0:], base[..., t0:])
+
+
+def test_grouped_members_equal_independent_tcns():
+    """Each member of a grouped TCN equals a separate TCN with its weights."""
+    kwargs = dict(in_channels=6, channels=(4, 2), kernel_size=3, dilations=(1, 2), window=12)
+    grouped = TCN(TCNConfig(**kwargs, n_members=3)).eval()
+    x = torch.randn(2, 6, 12)
+    out = grouped(x)
+    for m in range(3):
+        single = TCN(TCNConfig(**kwargs)).eval()
+        # Every parameter's first dimension is the output channel, member-major.
+        single.load_state_dict({
+            name: value.chunk(3, dim=0)[m] for name, value in grouped.state_dict().items()
+        })
+        torch.testing.assert_close(single(x)[:, 0], out[:, m])
+
+
+def test_effective_weights_reproduce_forward():
+    """A plain functional forward with effective_weights() reproduces the TCN."""
+    tcn = TCN(TCNConfig(in_channels=5, channels=(4, 3), kernel_size=3, dilations=(1, 2),
+                        window=16, n_members=2)).eval()
+    x = torch.randn(3, 5, 16)
+    h = x
+    for w in tcn.effective_weights():
+        conv1 = F.conv1d(F.pad(h, (w.pad, 0)), w.conv1_weight, w.conv1_bias,
+                         dilation=w.dilation, groups=w.conv1_groups)
+        res = h if w.residual_weight is None else F.conv1d(
+            h, w.residual_weight, w.residual_bias, groups=w.conv1_groups)
+        out = torch.sigmoid(F.conv1d(F.pad(torch.sigmoid(conv1), (w.pad, 0)), w.conv2_weight,
+                                     w.conv2_bias, dilation=w.dilation, groups=w.groups))
+        h = torch.sigmoid(out + res)
+    torch.testing.assert_close(h.reshape(3, 2, -1), tcn(x))
+    assert not tcn.effective_weights()[0].conv1_weight.requires_grad
+
+
+# ---------------------------------------------------------------- sparse-event path
+
+def test_event_conv_matches_dense_conv_and_gradient():
+    """Sparse event convolution equals conv1d, value and weight gradient."""
+    g = torch.Generator().manual_seed(1)
+    x = (torch.rand(3, 7, 20, generator=g) < 0.2).double()
+    x[0, 0, 0] = 2.5  # non-binary values use per-entry weights
+    for kernel, dilation in [(3, 1), (4, 3), (1, 1)]:
+        w = torch.randn(5, 7, kernel, dtype=torch.double, generator=g, requires_grad=True)
+        out = EventIndex(x).conv(w, dilation)
+        grad = torch.randn_like(out)
+        (gw,) = torch.autograd.grad(out, w, grad)
+        ref = F.conv1d(F.pad(x, ((kernel - 1) * dilation, 0)), w, dilation=dilation)
+        (gw_ref,) = torch.autograd.grad(ref, w, grad)
+        torch.testing.assert_close(out, ref)
+        torch.testing.assert_close(gw, gw_ref)
+
+
+def test_event_conv_without_events():
+    """An all-zero event batch gives zero output and zero gradient."""
+    w = torch.randn(2, 3, 4, requires_grad=True)
+    out = EventIndex(torch.zeros(2, 3, 6)).conv(w)
+    out.sum().backward()
+    assert torch.equal(out, torch.zeros(2, 2, 6)) and torch.equal(w.grad, torch.zeros(2, 3, 4))
+
+
+@pytest.mark.parametrize("family", sorted(FAMILY_SIZES))
+def test_sparse_path_equals_dense_path(family):
+    """Models give the same outputs and gradients with and without the event path."""
+    sparse = small_model(family)
+    dense = small_model(family, event_channels=0)
+    dense.load_state_dict(sparse.state_dict())
+    sparse.eval(), dense.eval()
+    x = make_input(density=0.03)
+    outs = [torch.cat([v, s[:, None]], 1) for v, s in (sparse(x), dense(x))]
+    torch.testing.assert_close(outs[0], outs[1], rtol=1e-5, atol=1e-6)
+    grads = []
+    for model, out in zip((sparse, dense), outs):
+        model.zero_grad()
+        out.pow(2).sum().backward()
+        grads.append([p.grad.clone() for p in model.parameters()])
+    for g_sparse, g_dense in zip(*grads):
+        torch.testing.assert_close(g_sparse, g_dense, rtol=1e-4, atol=1e-6)
+
+
+def test_dense_events_fall_back_to_dense_path():
+    """Dense events or inputs needing gradients use the dense convolution."""
+    tcn = small_model("mh").tcn
+    assert tcn.prepare(make_input(density=0.03)) is not None
+    assert tcn.prepare(make_input(density=0.5)) is None
+    assert tcn.prepare(make_input().requires_grad_()) is None
+
+
+# ---------------------------------------------------------------- towers
+
+def loop_reference(towers: StackedTowers, x: torch.Tensor) -> torch.Tensor:
+    """Per-task loop evaluation of the stacked towers with the same weights."""
+    outs = []
+    for t in range(towers.n_tasks):
+        h = x if x.dim() == 2 else x[:, t]
+        weights = towers.layer_weights()
+        for i, (w, b) in enumerate(zip(weights, towers.biases)):
+            h = h @ w[t] + b[t]
+            if i < len(weights) - 1:
+                h = F.elu(h)
+        outs.append(h[:, 0])
+    return torch.stack(outs, 1)
+
+
+@pytest.mark.parametrize("per_task", [False, True])
+def test_stacked_towers_match_loop(per_task):
+    """Batched towers equal an explicit per-task loop over the same weights."""
+    torch.manual_seed(0)
+    towers = StackedTowers(n_tasks=7, in_features=9, hidden=(5, 4))
+    x = torch.randn(6, 7, 9) if per_task else torch.randn(6, 9)
+    out = towers(x)
+    assert out.shape == (6, 7)
+    torch.testing.assert_close(out, loop_reference(towers, x), rtol=1e-5, atol=1e-5)
+
+
+def test_stacked_towers_init_like_linear():
+    """Tower weights are U(-1/sqrt(fan_in), 1/sqrt(fan_in)) like nn.Linear."""
+    towers = StackedTowers(n_tasks=50, in_features=64, hidden=(16,))
+    w = towers.layer_weights()[0]
+    assert w.shape == (50, 64, 16) and towers.input_weight.shape == (64, 50, 16)
+    assert w.abs().max() <= 1 / 8 and w.std() > 0.05  # U(-1/sqrt(64), 1/sqrt(64))
+
+
+# ---------------------------------------------------------------- MMoEEx masks
+
+@pytest.mark.parametrize("n_tasks,n_experts,fraction", [(6, 5, 0.1), (10, 8, 0.25),
+                                                         (3, 4, 0.5), (643, 5, 0.1)])
+def test_exclusivity_mask(n_tasks, n_experts, fraction):
+    """Exclusivity: the configured number of experts, each usable by exactly one task."""
+    mask = make_gate_mask(n_tasks, n_experts, fraction, exclusion=False, seed=3)
+    n_special = n_special_experts(n_experts, fraction)
+    assert n_special == max(1, round(fraction * n_experts))
+    users = mask.sum(0)
+    assert int((users == 1).sum()) == n_special  # each exclusive expert: exactly one task
+    assert int((users == n_tasks).sum()) == n_experts - n_special
+    assert bool(mask.any(1).all())  # every task keeps an expert
+
+
+def test_exclusion_mask():
+    """Exclusion: each special expert is hidden from exactly one task."""
+    mask = make_gate_mask(6, 8, 0.25, exclusion=True, seed=1)
+    users = mask.sum(0)
+    assert int((users == 5).sum()) == 2 and int((users == 6).sum()) == 6
+    assert bool(mask.any(1).all())
+
+
+def test_mask_is_seeded_and_validated():
+    """Masks are reproducible from the seed; impossible fractions raise."""
+    assert torch.equal(make_gate_mask(9, 5, 0.4, seed=7), make_gate_mask(9, 5, 0.4, seed=7))
+    assert torch.equal(make_gate_mask(9, 5, 0.0), torch.ones(9, 5, dtype=torch.bool))
+    with pytest.raises(ValueError):
+        make_gate_mask(4, 2, 1.0)
+
+
+def test_mmoeex_gates_zero_where_masked():
+    """MMoEEx gates are exactly 0 where masked, positive elsewhere, and sum to 1."""
+    model = small_model("mmoeex").eval()
+    assert isinstance(model, MMoEEx) and len(model.special_experts) == 1
+    gates, _ = model.gates_and_experts(make_input())
+    mask = model.gate_mask.expand_as(gates)
+    assert bool((gates[~mask] == 0).all())
+    assert bool((gates[mask] > 0).all())
+    torch.testing.assert_close(gates.sum(-1), torch.ones(gates.shape[:2]))
+    assert "gate_mask" in model.state_dict()
+
+
+# ---------------------------------------------------------------- training
+
+@pytest.mark.parametrize("family", ["mh", "mmoe"])
+def test_tiny_model_overfits_fixed_batch(family):
+    """A tiny model drives the loss on a fixed batch down at least tenfold."""
+    model = small_model(family, dropout=0.0)
+    x = make_input(batch=8, density=0.05, seed=2)
+    g = torch.Generator().manual_seed(3)
+    v_target = torch.randn(8, N_TASKS - 1, generator=g)
+    s_target = torch.tensor([0, 1, 0, 0, 1, 0, 1, 0], dtype=torch.float32)
+    optimiser = torch.optim.Adam(model.parameters(), lr=1e-2)
+
+    def loss_fn() -> torch.Tensor:
+        """Voltage MSE plus spike binary cross-entropy."""
+        voltage, spike = model(x)
+        return F.mse_loss(voltage, v_target) + F.binary_cross_entropy_with_logits(spike, s_target)
+
+    first = loss_fn().item()
+    for _ in range(200):
+        optimiser.zero_grad()
+        loss = loss_fn()
+        loss.backward()
+        optimiser.step()
+    assert loss_fn().item() < first / 10
