@@ -3,6 +3,7 @@
 from pathlib import Path
 
 import pytest
+import torch
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 HAY_MORPHOLOGY = REPO_ROOT.parent / "shared" / "reference" / "morphologies" / "cell1.asc"
@@ -15,3 +16,6 @@ MORPHOLOGIES = [
     pytest.param(None, id="default"),
     pytest.param(str(HAY_MORPHOLOGY), id="hay_cell1", marks=requires_hay_morphology),
 ]
+
+# NEURON and torch share two cores here; one torch thread avoids oversubscription stalls.
+torch.set_num_threads(1)

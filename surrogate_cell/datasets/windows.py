@@ -1,0 +1,190 @@
+"""Training windows from stored simulations: 100 ms of inputs and voltages -> the next millisecond.
+
+Time convention (see ``docs/data_format.md``): ``vmem[:, k]`` is the voltage at ``k`` ms and
+``exc[:, k]`` the events delivered at ``k`` ms (bin ``[k, k+1)``). The target at time ``t`` is
+``vmem[:, t]`` and whether a somatic spike peaked in ``(t-1, t]``; its input window holds the
+events of bins ``t-W .. t-1`` and the voltages at ``t-W .. t-1``. Everything is stacked in
+memory as ``(n_sims, T, channels)`` tensors so that a batch of windows is one indexing op.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from surrogate_cell.data.store import DataSet
+
+MIN_STD_MV = 0.1
+
+
+@dataclass
+class Normalisation:
+    """Per-segment voltage z-scoring: ``z = (v - mean) / std``."""
+
+    mean: np.ndarray
+    std: np.ndarray
+
+    @classmethod
+    def fit(cls, voltages: np.ndarray) -> "Normalisation":
+        """Statistics over sims and time of a (n_sims, n_segments, T) voltage array."""
+        mean = voltages.mean(axis=(0, 2), dtype=np.float64)
+        std = np.maximum(voltages.std(axis=(0, 2), dtype=np.float64), MIN_STD_MV)
+        return cls(mean.astype(np.float32), std.astype(np.float32))
+
+    def to_z(self, voltages):
+        """mV -> z-scores; segments on the second-to-last axis of numpy arrays, last of tensors."""
+        if isinstance(voltages, torch.Tensor):
+            return (voltages - torch.as_tensor(self.mean)) / torch.as_tensor(self.std)
+        return (voltages - self.mean[:, None]) / self.std[:, None]
+
+    def to_mv(self, z: torch.Tensor) -> torch.Tensor:
+        """z-scores (segments on the last axis) -> mV."""
+        return z * torch.as_tensor(self.std, device=z.device) + torch.as_tensor(self.mean, device=z.device)
+
+
+def spike_flags(spike_times: np.ndarray, n_ms: int) -> np.ndarray:
+    """Bool per ms ``t``: a somatic spike peaked in ``(t-1, t]``."""
+    flags = np.zeros(n_ms, dtype=bool)
+    bins = np.ceil(np.asarray(spike_times) - 1e-9).astype(int)
+    flags[bins[(bins >= 0) & (bins < n_ms)]] = True
+    return flags
+
+
+@dataclass
+class WindowData:
+    """The simulations of one split, stacked: events, z-scored voltages and spike flags.
+
+    ``events`` (n_sims, T, 2 * n_inputs) uint8, excitatory rows then inhibitory rows;
+    ``voltages`` (n_sims, T, n_segments) float32 z-scores; ``spikes`` (n_sims, T) bool.
+    """
+
+    events: torch.Tensor
+    voltages: torch.Tensor
+    spikes: torch.Tensor
+    window: int
+    sim_indices: list
+
+    @property
+    def n_event_channels(self) -> int:
+        """Number of binary input channels (leading channels of a model input)."""
+        return self.events.shape[-1]
+
+    @property
+    def n_segments(self) -> int:
+        """Number of voltage channels / voltage tasks."""
+        return self.voltages.shape[-1]
+
+    @property
+    def n_ms(self) -> int:
+        """Length of every simulation (ms)."""
+        return self.voltages.shape[1]
+
+    def target_positions(self) -> tuple[np.ndarray, np.ndarray]:
+        """All (sim, t) pairs with a full history before ``t``."""
+        sims, times = np.meshgrid(np.arange(len(self.sim_indices)),
+                                  np.arange(self.window, self.n_ms), indexing="ij")
+        return sims.ravel(), times.ravel()
+
+    def gather(self, sims, times, horizon: int = 1):
+        """Inputs and targets for windows ending before ``times``.
+
+        Returns ``events`` (B, W + horizon - 1, E) float, ``history`` (B, W, S) z-scores,
+        ``targets`` (B, horizon, S) and ``spike_targets`` (B, horizon) float: enough to
+        unroll ``horizon`` steps from a true history.
+        """
+        sims = torch.as_tensor(sims, dtype=torch.long)[:, None]
+        times = torch.as_tensor(times, dtype=torch.long)[:, None]
+        event_steps = times + torch.arange(-self.window, horizon - 1)
+        history_steps = times + torch.arange(-self.window, 0)
+        target_steps = times + torch.arange(horizon)
+        return (
+            self.events[sims, event_steps].float(),
+            self.voltages[sims, history_steps],
+            self.voltages[sims, target_steps],
+            self.spikes[sims, target_steps].float(),
+        )
+
+
+def model_input(events: torch.Tensor, history: torch.Tensor) -> torch.Tensor:
+    """(B, W, E) events and (B, W, S) voltages -> the model's (B, E + S, W) input."""
+    return torch.cat([events, history], dim=-1).transpose(1, 2)
+
+
+def _event_matrix(record) -> np.ndarray:
+    return np.concatenate([record.exc, record.inh], axis=0).T.astype(np.uint8)
+
+
+def load_raw(data_set: DataSet, sim_indices, progress: bool = True):
+    """Load simulations as stacked numpy arrays: events (n, T, E), voltages mV (n, S, T), spikes (n, T)."""
+    events, voltages, spikes = [], [], []
+    for index in tqdm(sim_indices, desc=f"loading {data_set.path.name}", disable=not progress,
+                      leave=False):
+        record = data_set.load_simulation(index)
+        events.append(_event_matrix(record))
+        voltages.append(record.vmem.astype(np.float32))
+        spikes.append(spike_flags(record.spike_times, record.vmem.shape[1]))
+    return np.stack(events), np.stack(voltages), np.stack(spikes)
+
+
+def build_window_data(raw, normalisation: Normalisation, window: int, sim_indices) -> WindowData:
+    """Stack raw arrays (from :func:`load_raw`) into a :class:`WindowData` with z-scored voltages."""
+    events, voltages, spikes = raw
+    z = normalisation.to_z(voltages).transpose(0, 2, 1)
+    return WindowData(
+        events=torch.from_numpy(events),
+        voltages=torch.from_numpy(np.ascontiguousarray(z, dtype=np.float32)),
+        spikes=torch.from_numpy(spikes),
+        window=window,
+        sim_indices=list(sim_indices),
+    )
+
+
+def split_simulations(indices, validation_fraction: float, test_fraction: float, seed: int):
+    """Split simulation indices (never windows) into train/validation/test lists."""
+    indices = np.array(sorted(indices))
+    if len(indices) < 3:
+        raise ValueError(
+            f"Need at least 3 simulations to split into train/validation/test, the data set has "
+            f"{len(indices)}. Generate more with 'python -m surrogate_cell.training simulate'."
+        )
+    shuffled = np.random.default_rng(seed).permutation(indices)
+    n_val = max(1, int(round(validation_fraction * len(indices))))
+    n_test = max(1, int(round(test_fraction * len(indices))))
+    n_train = len(indices) - n_val - n_test
+    if n_train < 1:
+        raise ValueError("validation and test fractions leave no training simulations")
+    return (sorted(shuffled[:n_train].tolist()), sorted(shuffled[n_train:n_train + n_val].tolist()),
+            sorted(shuffled[n_train + n_val:].tolist()))
+
+
+class BalancedSampler:
+    """Draws training (sim, t) positions, a fixed fraction of which are somatic-spike targets."""
+
+    def __init__(self, data: WindowData, spike_fraction: float, horizon: int,
+                 rng: np.random.Generator):
+        sims, times = data.target_positions()
+        keep = times <= data.n_ms - horizon
+        sims, times = sims[keep], times[keep]
+        is_spike = data.spikes[torch.from_numpy(sims), torch.from_numpy(times)].numpy()
+        self.positives = (sims[is_spike], times[is_spike])
+        self.negatives = (sims[~is_spike], times[~is_spike])
+        self.spike_fraction = spike_fraction if self.positives[0].size else 0.0
+        self.rng = rng
+
+    @property
+    def n_positions(self) -> int:
+        """Number of distinct training windows."""
+        return self.positives[0].size + self.negatives[0].size
+
+    def _draw(self, pool, count: int):
+        picks = self.rng.integers(0, pool[0].size, count)
+        return pool[0][picks], pool[1][picks]
+
+    def sample(self, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
+        """A batch of (sims, times); ``round(spike_fraction * batch_size)`` of them spike targets."""
+        n_pos = int(round(self.spike_fraction * batch_size))
+        pos, neg = self._draw(self.positives, n_pos), self._draw(self.negatives, batch_size - n_pos)
+        return np.concatenate([pos[0], neg[0]]), np.concatenate([pos[1], neg[1]])

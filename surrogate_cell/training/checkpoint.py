@@ -1,0 +1,132 @@
+"""One-file checkpoints: weights, architecture, normalisation, cell identity and provenance.
+
+A checkpoint is a ``torch.save`` dictionary of tensors and plain strings/numbers only, so it
+loads with ``torch.load(weights_only=True)`` and never executes code. Metadata travels as one
+JSON string (``meta``):
+
+- ``family``, ``model_config``: the architecture (``surrogate_cell.models``);
+- ``cell``: builder recipe, ``segment_hash``, ``section_types``, ``soma_segment``,
+  ``input_segments`` (segment of each input event row), ``n_segments``;
+- ``data``: data set path, simulation config, train/validation/test simulation indices;
+- ``training``: the training config and progress counters.
+
+The voltage normalisation is stored as tensors ``norm_mean`` / ``norm_std`` (mV per segment).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+
+from surrogate_cell.datasets.windows import Normalisation
+from surrogate_cell.models import build_model
+
+FORMAT = "surrogate_cell-checkpoint"
+FORMAT_VERSION = 1
+REQUIRED_KEYS = ("format", "format_version", "meta", "model", "norm_mean", "norm_std")
+REQUIRED_META = ("family", "model_config", "cell", "data", "training")
+REQUIRED_CELL = ("segment_hash", "section_types", "soma_segment", "input_segments", "n_segments",
+                 "recipe")
+
+
+class CheckpointError(ValueError):
+    """A checkpoint is missing, malformed, or does not fit the model or cell it is used with."""
+
+
+def save_checkpoint(path: str | Path, model: torch.nn.Module, meta: dict,
+                    normalisation: Normalisation, extra: dict | None = None) -> None:
+    """Write a checkpoint atomically (temporary file, then rename)."""
+    payload = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "meta": json.dumps(meta, sort_keys=True),
+        "model": _unwrap(model).state_dict(),
+        "norm_mean": torch.as_tensor(normalisation.mean),
+        "norm_std": torch.as_tensor(normalisation.std),
+        **(extra or {}),
+    }
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    torch.save(payload, temporary)
+    os.replace(temporary, path)
+
+
+def _unwrap(model: torch.nn.Module) -> torch.nn.Module:
+    return model.module if hasattr(model, "module") else model
+
+
+def model_meta(model: torch.nn.Module, family: str) -> dict:
+    """The architecture part of the metadata."""
+    return {"family": family, "model_config": asdict(_unwrap(model).config)}
+
+
+def read_checkpoint(path: str | Path, map_location="cpu") -> dict:
+    """Load and validate a checkpoint file without executing code; ``meta`` is decoded."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"Checkpoint {path} does not exist.")
+    try:
+        payload = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as error:  # pickle/zip errors of every kind mean the same to the user
+        raise CheckpointError(
+            f"{path} is not a readable surrogate_cell checkpoint ({error}). "
+            "It may be truncated or from another program; retrain or copy it again."
+        ) from None
+    _require(payload, REQUIRED_KEYS, path, "entries")
+    if payload["format"] != FORMAT or payload["format_version"] > FORMAT_VERSION:
+        raise CheckpointError(
+            f"{path} has format {payload['format']!r} v{payload['format_version']}; this version of "
+            f"surrogate_cell reads {FORMAT!r} up to v{FORMAT_VERSION}. Upgrade surrogate_cell."
+        )
+    payload["meta"] = json.loads(payload["meta"])
+    _require(payload["meta"], REQUIRED_META, path, "metadata fields")
+    _require(payload["meta"]["cell"], REQUIRED_CELL, path, "cell fields")
+    return payload
+
+
+def _require(mapping: dict, keys, path: Path, what: str) -> None:
+    missing = [key for key in keys if key not in mapping]
+    if missing:
+        raise CheckpointError(f"Checkpoint {path} lacks the {what} {missing}; it is incomplete or "
+                              "was written by something else. Retrain or re-export it.")
+
+
+def model_from_checkpoint(payload: dict, path: str | Path = "checkpoint") -> torch.nn.Module:
+    """Build the model described by a checkpoint and load its weights (shapes checked)."""
+    meta = payload["meta"]
+    model = build_model(meta["family"], dict(meta["model_config"]))
+    try:
+        model.load_state_dict(payload["model"], strict=True)
+    except RuntimeError as error:
+        raise CheckpointError(f"Weights in {path} do not fit its {meta['family']} architecture: "
+                              f"{str(error).splitlines()[0]} ...") from None
+    return model
+
+
+def normalisation_from_checkpoint(payload: dict) -> Normalisation:
+    """The voltage normalisation stored in a checkpoint."""
+    return Normalisation(payload["norm_mean"].numpy(), payload["norm_std"].numpy())
+
+
+def load_checkpoint(path: str | Path, map_location="cpu"):
+    """(model, normalisation, meta, payload) from a checkpoint file."""
+    payload = read_checkpoint(path, map_location)
+    return (model_from_checkpoint(payload, path), normalisation_from_checkpoint(payload),
+            payload["meta"], payload)
+
+
+def check_cell(meta: dict, segment_hash: str, path: str | Path = "checkpoint") -> None:
+    """Refuse a cell whose segments differ from the ones the model was trained on."""
+    expected = meta["cell"]["segment_hash"]
+    if segment_hash != expected:
+        recipe = meta["cell"].get("recipe", {})
+        raise CheckpointError(
+            f"The model {path} was trained on a different cell (segment hash {expected[:12]}…, built "
+            f"with {recipe}); this cell has hash {segment_hash[:12]}…. Build the cell with that recipe "
+            "or train a surrogate for this cell with 'python -m surrogate_cell.training'."
+        )

@@ -1,0 +1,278 @@
+"""Evaluate a checkpoint on held-out simulations: ``python -m surrogate_cell.training evaluate``.
+
+Reports teacher-forced voltage RMSE (mV) overall and per section type, free-running RMSE from
+a true 100 ms history, somatic spike precision/recall/F1 (±3 ms) from the soma-voltage
+threshold, spike-task AUC and, for MMoE/MMoEEx, expert diversity. Saves ``metrics.json`` and
+figures (per-compartment error by section, voltage rasters, soma traces).
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from surrogate_cell.data.store import open_data_set
+from surrogate_cell.datasets.windows import WindowData, build_window_data, load_raw, model_input
+from surrogate_cell.spikes import upward_crossing_times
+from surrogate_cell.training.checkpoint import check_cell, load_checkpoint
+
+SOMA_SPIKE_THRESHOLD_MV = -30.0
+SPIKE_REFRACTORY_MS = 2.0
+SPIKE_TOLERANCE_MS = 3.0
+
+
+@dataclass
+class EvaluationConfig:
+    """What to evaluate and how."""
+
+    checkpoint: str
+    data: str
+    out_dir: str = "runs/evaluation"
+    free_run_ms: int = 1000
+    spike_threshold_mv: float = SOMA_SPIKE_THRESHOLD_MV
+    max_simulations: int = 0
+    batch_size: int = 256
+    figures: bool = True
+
+
+def held_out_simulations(meta: dict, data_set) -> list[int]:
+    """The test split when evaluating on the training file, else every simulation of the file."""
+    available = data_set.simulation_indices()
+    trained_on = Path(meta["data"]["path"]).resolve()
+    if data_set.path.resolve() == trained_on:
+        return [i for i in meta["data"]["test"] if i in available]
+    return available
+
+
+@torch.no_grad()
+def teacher_forced(model, data: WindowData, batch_size: int):
+    """One-step predictions at every t >= W of every sim: z-voltages (n, T-W, S), spike logits (n, T-W)."""
+    sims, times = data.target_positions()
+    voltages, logits = [], []
+    for start in tqdm(range(0, sims.size, batch_size), desc="teacher-forced", leave=False):
+        batch = data.gather(sims[start:start + batch_size], times[start:start + batch_size])
+        voltage, spike = model(model_input(batch[0], batch[1]))
+        voltages.append(voltage.float())
+        logits.append(spike.float())
+    shape = (len(data.sim_indices), data.n_ms - data.window)
+    return torch.cat(voltages).reshape(*shape, -1), torch.cat(logits).reshape(shape)
+
+
+@torch.no_grad()
+def free_run(model, data: WindowData, start: int, n_steps: int) -> torch.Tensor:
+    """Run all sims together on their own predictions from the true history before ``start``.
+
+    Returns z-voltages (n_sims, n_steps, S) for times ``start .. start + n_steps - 1``.
+    """
+    window = data.window
+    history = data.voltages[:, start - window:start].clone()
+    predictions = []
+    for step in tqdm(range(n_steps), desc="free-running", leave=False):
+        t = start + step
+        voltage, _ = model(model_input(data.events[:, t - window:t].float(), history))
+        predictions.append(voltage.float())
+        history = torch.cat([history[:, 1:], voltage[:, None].float()], dim=1)
+    return torch.stack(predictions, dim=1)
+
+
+def rmse_by_type(error_mv: np.ndarray, section_types: np.ndarray) -> dict:
+    """RMSE (mV) over everything and per section type; ``error_mv`` has segments last."""
+    result = {"all": float(np.sqrt(np.mean(error_mv ** 2)))}
+    for kind in dict.fromkeys(section_types):
+        result[str(kind)] = float(np.sqrt(np.mean(error_mv[..., section_types == kind] ** 2)))
+    return result
+
+
+def match_spikes(true_times: np.ndarray, predicted_times: np.ndarray, tolerance: float) -> int:
+    """Number of one-to-one matches within ``tolerance`` ms (greedy in time order)."""
+    matched, used = 0, np.zeros(len(predicted_times), dtype=bool)
+    for time in true_times:  # spikes are sparse: a few per second
+        candidates = np.flatnonzero(~used & (np.abs(predicted_times - time) <= tolerance))
+        if candidates.size:
+            used[candidates[np.argmin(np.abs(predicted_times[candidates] - time))]] = True
+            matched += 1
+    return matched
+
+
+def spike_scores(true_trains, predicted_trains, tolerance: float = SPIKE_TOLERANCE_MS) -> dict:
+    """Precision, recall and F1 pooled over simulations."""
+    matched = sum(match_spikes(t, p, tolerance) for t, p in zip(true_trains, predicted_trains))
+    n_true = sum(len(t) for t in true_trains)
+    n_pred = sum(len(p) for p in predicted_trains)
+    precision = matched / n_pred if n_pred else float(n_true == 0)
+    recall = matched / n_true if n_true else float(n_pred == 0)
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    return {"precision": precision, "recall": recall, "f1": f1, "n_true": n_true, "n_predicted": n_pred}
+
+
+def roc_auc(labels: np.ndarray, scores: np.ndarray) -> float:
+    """Area under the ROC curve (Mann-Whitney statistic with average ranks for ties)."""
+    labels = labels.astype(bool)
+    n_pos, n_neg = labels.sum(), (~labels).sum()
+    if n_pos == 0 or n_neg == 0:
+        return float("nan")
+    order = np.argsort(scores, kind="mergesort")
+    ranks = np.empty(len(scores))
+    sorted_scores = scores[order]
+    _, first, counts = np.unique(sorted_scores, return_index=True, return_counts=True)
+    average = first + (counts + 1) / 2.0
+    ranks[order] = np.repeat(average, counts)
+    return float((ranks[labels].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+def permanent(matrix: np.ndarray) -> float:
+    """Permanent of a small square matrix (Ryser's formula; fine for a handful of experts)."""
+    n = matrix.shape[0]
+    total = 0.0
+    for size in range(1, n + 1):
+        for columns in itertools.combinations(range(n), size):
+            total += (-1) ** size * np.prod(matrix[:, columns].sum(axis=1))
+    return float((-1) ** n * total)
+
+
+@torch.no_grad()
+def expert_diversity(model, data: WindowData, n_windows: int = 512) -> dict | None:
+    """Diversity of MMoE experts on held-out windows (MMoEEx paper's measure).
+
+    ``D[i, j]`` is the mean Euclidean distance between experts ``i`` and ``j``'s outputs, scaled
+    to [0, 1] by its largest entry; reported: the mean off-diagonal distance (score), and the
+    determinant and permanent of ``D``.
+    """
+    if not hasattr(model, "gates_and_experts"):
+        return None
+    sims, times = data.target_positions()
+    picks = np.random.default_rng(0).permutation(sims.size)[:n_windows]
+    batch = data.gather(sims[picks], times[picks])
+    _, experts = model.gates_and_experts(model_input(batch[0], batch[1]))
+    distances = torch.cdist(experts.transpose(0, 1), experts.transpose(0, 1)).mean(dim=1).double()
+    distances = (distances / distances.max()).numpy()
+    n = distances.shape[0]
+    return {"score": float(distances[~np.eye(n, dtype=bool)].mean()),
+            "determinant": float(np.linalg.det(distances)), "permanent": permanent(distances)}
+
+
+def soma_spike_trains(soma_mv: np.ndarray, threshold: float, t0: float) -> list[np.ndarray]:
+    """Upward threshold crossings of 1 ms soma voltage traces, one train per simulation."""
+    return [upward_crossing_times(trace, 1.0, threshold, SPIKE_REFRACTORY_MS, t0) for trace in soma_mv]
+
+
+def evaluate(config: EvaluationConfig) -> dict:
+    """Compute all metrics (and figures); returns them and writes ``metrics.json``."""
+    model, normalisation, meta, _ = load_checkpoint(config.checkpoint)
+    model.eval()
+    data_set = open_data_set(config.data)
+    check_cell(meta, data_set.layout.segment_hash, config.checkpoint)
+    sims = held_out_simulations(meta, data_set)
+    if config.max_simulations:
+        sims = sims[:config.max_simulations]
+    if not sims:
+        raise ValueError(f"{config.data} has no held-out simulations for {config.checkpoint}")
+    raw = load_raw(data_set, sims)
+    data = build_window_data(raw, normalisation, model.config.window, sims)
+    types = np.asarray(meta["cell"]["section_types"])
+    soma = int(meta["cell"]["soma_segment"])
+    std = normalisation.std
+
+    tf_z, tf_logits = teacher_forced(model, data, config.batch_size)
+    true_z = data.voltages[:, data.window:]
+    tf_error = ((tf_z - true_z).numpy() * std)
+    n_free = min(config.free_run_ms, data.n_ms - data.window)
+    fr_z = free_run(model, data, data.window, n_free)
+    fr_error = (fr_z - data.voltages[:, data.window:data.window + n_free]).numpy() * std
+    fr_mv = normalisation.to_mv(fr_z).numpy()
+
+    true_spikes = [data_set.load_simulation(i).spike_times for i in sims]
+    window_end = data.window + n_free
+    true_in_window = [t[(t > data.window) & (t <= window_end)] for t in true_spikes]
+    predicted = soma_spike_trains(fr_mv[:, :, soma], config.spike_threshold_mv, data.window)
+    metrics = {
+        "checkpoint": str(config.checkpoint), "data": str(config.data), "simulations": sims,
+        "teacher_forced_rmse_mv": rmse_by_type(tf_error, types),
+        "free_running_rmse_mv": rmse_by_type(fr_error, types),
+        "free_running_ms": n_free,
+        "spikes": {**spike_scores(true_in_window, predicted), "threshold_mv": config.spike_threshold_mv},
+        "spike_task_auc": roc_auc(data.spikes[:, data.window:].numpy().ravel(), tf_logits.numpy().ravel()),
+        "free_running_finite": bool(np.isfinite(fr_mv).all()),
+        "expert_diversity": expert_diversity(model, data),
+        "per_segment_teacher_forced_rmse_mv": np.sqrt((tf_error ** 2).mean(axis=(0, 1))).tolist(),
+    }
+    out_dir = Path(config.out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    if config.figures:
+        from surrogate_cell.training.figures import save_evaluation_figures
+
+        true_mv = normalisation.to_mv(data.voltages).numpy()
+        tf_mv = normalisation.to_mv(tf_z).numpy()
+        save_evaluation_figures(out_dir, metrics, types, soma, true_mv, tf_mv, fr_mv, data.window)
+    return metrics
+
+
+def format_report(metrics: dict) -> str:
+    """A short human-readable table of the headline metrics."""
+    tf, fr, spikes = metrics["teacher_forced_rmse_mv"], metrics["free_running_rmse_mv"], metrics["spikes"]
+    lines = [f"held-out simulations: {len(metrics['simulations'])}",
+             f"{'RMSE (mV)':<22}" + "".join(f"{k:>9}" for k in tf),
+             f"{'teacher-forced':<22}" + "".join(f"{v:9.2f}" for v in tf.values()),
+             f"{'free-running ' + str(metrics['free_running_ms']) + ' ms':<22}"
+             + "".join(f"{fr[k]:9.2f}" for k in tf),
+             f"somatic spikes (±{SPIKE_TOLERANCE_MS:g} ms, threshold {spikes['threshold_mv']:g} mV): "
+             f"precision {spikes['precision']:.2f} recall {spikes['recall']:.2f} F1 {spikes['f1']:.2f} "
+             f"({spikes['n_true']} true, {spikes['n_predicted']} predicted)",
+             f"spike-task AUC: {metrics['spike_task_auc']:.3f}"]
+    if metrics["expert_diversity"]:
+        d = metrics["expert_diversity"]
+        lines.append(f"expert diversity: score {d['score']:.3f} det {d['determinant']:.3g} "
+                     f"permanent {d['permanent']:.3g}")
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- command line
+
+COMMAND_HELP = "evaluate a trained surrogate on held-out simulations"
+COMMAND_DESCRIPTION = """Evaluate a checkpoint on held-out simulations of a data set.
+
+On the training data set the checkpoint's test split is used; on any other data set made for
+the same cell (e.g. another input regime) every simulation is held out. Prints a table and
+writes metrics.json and figures to OUT_DIR.
+"""
+
+
+def add_arguments(parser) -> None:
+    """Add the ``evaluate`` options to ``parser``."""
+    parser.add_argument("--checkpoint", required=True, metavar="PT", help="checkpoint (best.pt)")
+    parser.add_argument("--data", required=True, metavar="H5", help="data set made by `simulate`")
+    parser.add_argument("--out-dir", default="runs/evaluation", metavar="DIR",
+                        help="where metrics.json and figures go")
+    parser.add_argument("--free-run-ms", type=int, default=1000, metavar="T",
+                        help="length of the free-running test (ms, default 1000)")
+    parser.add_argument("--spike-threshold", type=float, default=SOMA_SPIKE_THRESHOLD_MV, metavar="MV",
+                        help="soma-voltage threshold for output spikes")
+    parser.add_argument("--max-sims", type=int, default=0, metavar="N", help="evaluate at most N sims")
+    parser.add_argument("--no-figures", action="store_true", help="skip the figures")
+
+
+def run(args) -> int:
+    """Run the ``evaluate`` subcommand; returns the exit status."""
+    import sys
+
+    from surrogate_cell.data.store import DataSetError
+    from surrogate_cell.training.checkpoint import CheckpointError
+
+    config = EvaluationConfig(checkpoint=args.checkpoint, data=args.data, out_dir=args.out_dir,
+                              free_run_ms=args.free_run_ms, spike_threshold_mv=args.spike_threshold,
+                              max_simulations=args.max_sims, figures=not args.no_figures)
+    try:
+        metrics = evaluate(config)
+    except (ValueError, CheckpointError, DataSetError, OSError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    print(format_report(metrics))
+    print(f"metrics and figures in {args.out_dir}")
+    return 0

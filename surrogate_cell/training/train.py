@@ -1,0 +1,464 @@
+"""Train a surrogate on a simulated data set: ``python -m surrogate_cell.training train``.
+
+Loss: MSE on z-scored voltages of every segment + BCE-with-logits on the somatic-spike task,
+optionally balanced per task with LBTW. Free-running robustness comes from Gaussian noise on
+the voltage history and from unrolling ``rollout_steps`` milliseconds on the model's own
+predictions. Runs on one process or under ``torchrun`` (DistributedDataParallel, gloo on CPU,
+NCCL on GPU); rank 0 writes checkpoints (``best.pt``, ``last.pt``) and ``metrics.csv``.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+import yaml
+from tqdm import tqdm
+
+from surrogate_cell.data.store import open_data_set
+from surrogate_cell.datasets.windows import (
+    BalancedSampler,
+    Normalisation,
+    WindowData,
+    build_window_data,
+    load_raw,
+    model_input,
+    split_simulations,
+)
+from surrogate_cell.models import build_model, load_model_config
+from surrogate_cell.training.checkpoint import (
+    CheckpointError,
+    model_meta,
+    read_checkpoint,
+    save_checkpoint,
+)
+
+
+@dataclass
+class TrainConfig:
+    """Everything that defines a training run (YAML files in ``training/`` hold these fields)."""
+
+    data: str = ""
+    out_dir: str = "runs/surrogate"
+    model: str = "training/models/mmoe_small.yaml"
+    batch_size: int = 64
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    max_steps: int = 2000
+    eval_every: int = 200
+    val_windows: int = 1024
+    patience: int = 10
+    spike_fraction: float = 1.0 / 3.0
+    spike_loss_weight: float = 1.0
+    lbtw_alpha: float = 0.0
+    history_noise_std: float = 0.0
+    rollout_steps: int = 1
+    validation_fraction: float = 0.15
+    test_fraction: float = 0.15
+    seed: int = 0
+    max_simulations: int = 0
+    device: str = "auto"
+    mixed_precision: bool = True
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "TrainConfig":
+        """Build from plain data, naming unknown fields."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"Unknown training config fields {unknown}; valid fields: {sorted(known)}")
+        return cls(**values)
+
+
+def load_train_config(path: str | Path, **overrides) -> TrainConfig:
+    """Read a YAML training config and apply non-None overrides."""
+    values = yaml.safe_load(Path(path).read_text()) or {} if path else {}
+    values.update({key: value for key, value in overrides.items() if value is not None})
+    return TrainConfig.from_dict(values)
+
+
+# --------------------------------------------------------------------------- losses
+
+
+def task_losses(voltage_pred, spike_logit, voltage_target, spike_target) -> torch.Tensor:
+    """Per-task losses: MSE of each segment's voltage (z units), then the spike BCE (last)."""
+    mse = ((voltage_pred.float() - voltage_target) ** 2).mean(dim=0)
+    bce = F.binary_cross_entropy_with_logits(spike_logit.float(), spike_target)
+    return torch.cat([mse, bce[None]])
+
+
+def unrolled_task_losses(model, events, history, targets, spike_targets, window: int,
+                         noise_std: float = 0.0) -> torch.Tensor:
+    """Per-task losses averaged over ``horizon`` steps, each fed the previous predictions."""
+    if noise_std > 0:
+        history = history + noise_std * torch.randn_like(history)
+    horizon = targets.shape[1]
+    total = 0.0
+    for step in range(horizon):  # a loop over time steps, not tasks
+        voltage, spike = model(model_input(events[:, step:step + window], history))
+        total = total + task_losses(voltage, spike, targets[:, step], spike_targets[:, step])
+        history = torch.cat([history[:, 1:], voltage[:, None].float()], dim=1)
+    return total / horizon
+
+
+class LossBalancer:
+    """Combine per-task losses; with ``alpha > 0``, LBTW weights ``(L_i / L_i(0)) ** alpha``.
+
+    ``L_i(0)`` is task ``i``'s loss on the first batch of the current period (Liu et al. 2019,
+    loss-balanced task weighting); weights carry no gradient.
+    """
+
+    def __init__(self, alpha: float, spike_weight: float):
+        self.alpha = alpha
+        self.spike_weight = spike_weight
+        self.initial: torch.Tensor | None = None
+
+    def start_period(self) -> None:
+        """Forget the reference losses: the next batch sets them."""
+        self.initial = None
+
+    def weights(self, losses: torch.Tensor) -> torch.Tensor:
+        """Task weights for this batch."""
+        if self.alpha <= 0:
+            return torch.ones_like(losses)
+        if self.initial is None:
+            self.initial = losses.detach().clamp_min(1e-12)
+        return (losses.detach() / self.initial) ** self.alpha
+
+    def combine(self, losses: torch.Tensor) -> torch.Tensor:
+        """Scalar loss: weighted mean voltage loss + spike weight x weighted spike loss."""
+        weighted = self.weights(losses) * losses
+        return weighted[:-1].mean() + self.spike_weight * weighted[-1]
+
+
+# --------------------------------------------------------------------------- setup
+
+
+def choose_device(name: str) -> torch.device:
+    """'auto' -> CUDA when available else CPU; asking for CUDA without it is an error."""
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise RuntimeError("device 'cuda' was requested but torch sees no CUDA GPU; use device: cpu")
+    return torch.device(name)
+
+
+def distributed_context() -> tuple[int, int]:
+    """(rank, world size); initialises torch.distributed when launched by torchrun."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    return (dist.get_rank(), world) if world > 1 else (0, 1)
+
+
+@dataclass
+class PreparedData:
+    """Train and validation windows plus everything a checkpoint records about the data."""
+
+    train: WindowData
+    validation: WindowData
+    normalisation: Normalisation
+    cell_meta: dict
+    data_meta: dict
+
+
+def layout_meta(data_set) -> dict:
+    """Cell identity and channel layout for the checkpoint."""
+    layout = data_set.layout
+    return {
+        "recipe": layout.recipe,
+        "segment_hash": layout.segment_hash,
+        "section_types": [str(t) for t in layout.section_types],
+        "soma_segment": int(layout.soma_segment),
+        "input_segments": [int(i) for i in layout.input_segments],
+        "n_segments": int(layout.n_segments),
+    }
+
+
+def prepare_data(config: TrainConfig, window: int, progress: bool) -> PreparedData:
+    """Split the simulations, fit the normalisation on the training split and stack windows."""
+    data_set = open_data_set(config.data)
+    indices = data_set.simulation_indices()
+    if config.max_simulations:
+        indices = indices[:config.max_simulations]
+    train_ids, val_ids, test_ids = split_simulations(
+        indices, config.validation_fraction, config.test_fraction, config.seed)
+    train_raw = load_raw(data_set, train_ids, progress)
+    normalisation = Normalisation.fit(train_raw[1])
+    val_raw = load_raw(data_set, val_ids, progress)
+    data_meta = {"path": str(config.data), "simulation_config": data_set.config,
+                 "train": train_ids, "validation": val_ids, "test": test_ids,
+                 "duration_ms": data_set.duration_ms}
+    return PreparedData(
+        train=build_window_data(train_raw, normalisation, window, train_ids),
+        validation=build_window_data(val_raw, normalisation, window, val_ids),
+        normalisation=normalisation, cell_meta=layout_meta(data_set), data_meta=data_meta,
+    )
+
+
+def validation_positions(data: WindowData, count: int, seed: int):
+    """A fixed set of validation windows."""
+    sims, times = data.target_positions()
+    picks = np.random.default_rng(seed + 7919).permutation(sims.size)[:count]
+    return sims[picks], times[picks]
+
+
+@torch.no_grad()
+def validate(model, data: WindowData, positions, normalisation: Normalisation, device,
+             batch_size: int = 256) -> dict:
+    """Teacher-forced validation: z-unit voltage MSE, RMSE in mV, spike BCE."""
+    model.eval()
+    squared_mv, losses, count = 0.0, 0.0, 0
+    for start in range(0, positions[0].size, batch_size):
+        sims, times = positions[0][start:start + batch_size], positions[1][start:start + batch_size]
+        events, history, targets, spikes = (t.to(device) for t in data.gather(sims, times))
+        voltage, spike = model(model_input(events, history))
+        per_task = task_losses(voltage, spike, targets[:, 0], spikes[:, 0])
+        error_mv = (voltage.float() - targets[:, 0]) * torch.as_tensor(normalisation.std, device=device)
+        squared_mv += float((error_mv ** 2).sum())
+        losses += float(per_task[:-1].mean() + per_task[-1]) * sims.size
+        count += sims.size
+    model.train()
+    return {"val_loss": losses / count,
+            "val_rmse_mv": (squared_mv / (count * data.n_segments)) ** 0.5}
+
+
+# --------------------------------------------------------------------------- state
+
+
+@dataclass
+class Progress:
+    """Counters saved in ``last.pt`` so a killed run resumes exactly."""
+
+    step: int = 0
+    best_val: float = float("inf")
+    evals_without_improvement: int = 0
+
+
+def _training_state(optimizer, progress: Progress, sampler: BalancedSampler,
+                    balancer: LossBalancer) -> dict:
+    return {
+        "optimizer": optimizer.state_dict(),
+        "torch_rng": torch.get_rng_state(),
+        "sampler_rng": json.dumps(sampler.rng.bit_generator.state),
+        "progress": json.dumps(dataclasses.asdict(progress)),
+        "lbtw_initial": balancer.initial if balancer.initial is not None else torch.empty(0),
+    }
+
+
+def _restore_training_state(payload: dict, optimizer, sampler: BalancedSampler,
+                            balancer: LossBalancer) -> Progress:
+    optimizer.load_state_dict(payload["optimizer"])
+    torch.set_rng_state(payload["torch_rng"])
+    sampler.rng.bit_generator.state = json.loads(payload["sampler_rng"])
+    balancer.initial = payload["lbtw_initial"] if payload["lbtw_initial"].numel() else None
+    return Progress(**json.loads(payload["progress"]))
+
+
+class MetricsLog:
+    """Append-only CSV of evaluation rows (plus TensorBoard scalars when it is installed)."""
+
+    FIELDS = ("step", "train_loss", "val_loss", "val_rmse_mv", "elapsed_s")
+
+    def __init__(self, out_dir: Path):
+        out_dir.mkdir(parents=True, exist_ok=True)
+        self.path = out_dir / "metrics.csv"
+        if not self.path.exists():
+            self.path.write_text(",".join(self.FIELDS) + "\n")
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+            self.tensorboard = SummaryWriter(str(out_dir / "tensorboard"))
+        except ImportError:
+            self.tensorboard = None
+
+    def write(self, row: dict) -> None:
+        """Add one row."""
+        with self.path.open("a", newline="") as handle:
+            csv.writer(handle).writerow([row[name] for name in self.FIELDS])
+        if self.tensorboard is not None:
+            for name in self.FIELDS[1:-1]:
+                self.tensorboard.add_scalar(name, row[name], row["step"])
+
+
+# --------------------------------------------------------------------------- main loop
+
+
+class Trainer:
+    """One training run (single process or one rank of a torchrun job)."""
+
+    def __init__(self, config: TrainConfig, progress_bar: bool = True):
+        self.config = config
+        self.rank, self.world = distributed_context()
+        self.device = choose_device(config.device)
+        if self.device.type == "cuda" and self.world > 1:
+            self.device = torch.device("cuda", self.rank % torch.cuda.device_count())
+        self.out_dir = Path(config.out_dir)
+        self.show_progress = progress_bar and self.rank == 0
+        family, fields = load_model_config(config.model)
+        self.family = family
+        self.data = prepare_data(config, int(fields.get("window", 100)), self.show_progress)
+        torch.manual_seed(config.seed)
+        self.model = build_model(family, {
+            **fields,
+            "in_channels": self.data.train.n_event_channels + self.data.train.n_segments,
+            "n_tasks": self.data.train.n_segments + 1,
+            "event_channels": self.data.train.n_event_channels,
+        }).to(self.device)
+        self.window = self.model.config.window
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.lr,
+                                          weight_decay=config.weight_decay)
+        self.sampler = BalancedSampler(self.data.train, config.spike_fraction, config.rollout_steps,
+                                       np.random.default_rng([config.seed, self.rank]))
+        self.balancer = LossBalancer(config.lbtw_alpha, config.spike_loss_weight)
+        self.val_positions = validation_positions(self.data.validation, config.val_windows, config.seed)
+        self.progress = Progress()
+        self._resume_if_possible()
+        self.network = self._wrap_distributed()
+
+    def _wrap_distributed(self):
+        if self.world == 1:
+            return self.model
+        from torch.nn.parallel import DistributedDataParallel
+        ids = [self.device.index] if self.device.type == "cuda" else None
+        return DistributedDataParallel(self.model, device_ids=ids)
+
+    def meta(self) -> dict:
+        """Checkpoint metadata for the current state."""
+        return {
+            **model_meta(self.model, self.family),
+            "cell": self.data.cell_meta,
+            "data": self.data.data_meta,
+            "training": {"config": dataclasses.asdict(self.config),
+                         "progress": dataclasses.asdict(self.progress), "world_size": self.world},
+        }
+
+    def _resume_if_possible(self) -> None:
+        last = self.out_dir / "last.pt"
+        if not last.exists():
+            return
+        payload = read_checkpoint(last)
+        saved = payload["meta"]["training"]["config"]
+        mine = dataclasses.asdict(self.config)
+        differing = sorted(k for k in mine if k not in ("max_steps", "patience") and saved.get(k) != mine[k])
+        if differing:
+            raise CheckpointError(
+                f"{last} belongs to a run with different settings ({differing}); use another "
+                "out_dir or delete it to start afresh."
+            )
+        self.model.load_state_dict(payload["model"])
+        self.progress = _restore_training_state(payload, self.optimizer, self.sampler, self.balancer)
+
+    def train_step(self) -> float:
+        """One optimiser step on a balanced batch; returns the combined loss."""
+        sims, times = self.sampler.sample(self.config.batch_size)
+        batch = [t.to(self.device) for t in self.data.train.gather(sims, times, self.config.rollout_steps)]
+        autocast = torch.autocast("cuda", dtype=torch.bfloat16,
+                                  enabled=self.device.type == "cuda" and self.config.mixed_precision)
+        with autocast:
+            losses = unrolled_task_losses(self.network, *batch, self.window, self.config.history_noise_std)
+        loss = self.balancer.combine(losses)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        return loss.item()
+
+    def _evaluate_and_save(self, train_loss: float, started: float, log: MetricsLog | None) -> bool:
+        """Validate, checkpoint (rank 0) and return whether training should stop early."""
+        scores = validate(self.model, self.data.validation, self.val_positions,
+                          self.data.normalisation, self.device)
+        improved = scores["val_loss"] < self.progress.best_val
+        if improved:
+            self.progress.best_val = scores["val_loss"]
+            self.progress.evals_without_improvement = 0
+        else:
+            self.progress.evals_without_improvement += 1
+        if self.rank == 0:
+            log.write({"step": self.progress.step, "train_loss": train_loss,
+                       "elapsed_s": round(time.perf_counter() - started, 2), **scores})
+            if improved:
+                save_checkpoint(self.out_dir / "best.pt", self.model, self.meta(), self.data.normalisation)
+            state = _training_state(self.optimizer, self.progress, self.sampler, self.balancer)
+            save_checkpoint(self.out_dir / "last.pt", self.model, self.meta(), self.data.normalisation, state)
+        return self.progress.evals_without_improvement >= self.config.patience
+
+    def run(self) -> Progress:
+        """Train until ``max_steps`` or early stopping; returns the final counters."""
+        log = MetricsLog(self.out_dir) if self.rank == 0 else None
+        started = time.perf_counter()
+        bar = tqdm(total=self.config.max_steps, initial=self.progress.step, desc="training",
+                   disable=not self.show_progress, unit="step")
+        running = []
+        while self.progress.step < self.config.max_steps:
+            if self.progress.step % self.config.eval_every == 0:
+                self.balancer.start_period()
+            running.append(self.train_step())
+            self.progress.step += 1
+            bar.update(1)
+            bar.set_postfix(loss=f"{running[-1]:.4f}")
+            if self.progress.step % self.config.eval_every == 0 or self.progress.step == self.config.max_steps:
+                if self._evaluate_and_save(float(np.mean(running)), started, log):
+                    break
+                running = []
+        bar.close()
+        return self.progress
+
+
+def train(config: TrainConfig, progress_bar: bool = True) -> Path:
+    """Run training; returns the output folder (``best.pt``, ``last.pt``, ``metrics.csv``)."""
+    Trainer(config, progress_bar).run()
+    if dist.is_initialized():
+        dist.barrier()
+    return Path(config.out_dir)
+
+
+# --------------------------------------------------------------------------- command line
+
+COMMAND_HELP = "train a surrogate model on a simulated data set"
+COMMAND_DESCRIPTION = """Train a surrogate (MH, MMoE or MMoEEx) on an HDF5 data set made by `simulate`.
+
+Settings come from a YAML training config (fields of TrainConfig, e.g. training/train_small.yaml);
+the options below override it. Rerunning the same command resumes from OUT_DIR/last.pt.
+For several processes or GPUs launch with torchrun, e.g.
+  torchrun --nproc_per_node 2 -m surrogate_cell.training train --config ... --data ...
+"""
+
+
+def add_arguments(parser) -> None:
+    """Add the ``train`` options to ``parser``."""
+    parser.add_argument("--config", metavar="FILE", help="training config YAML (TrainConfig fields)")
+    parser.add_argument("--data", metavar="H5", help="data set made by `simulate`")
+    parser.add_argument("--out-dir", dest="out_dir", metavar="DIR",
+                        help="where best.pt, last.pt and metrics.csv go")
+    parser.add_argument("--model", metavar="FILE", help="model config YAML, e.g. training/models/mmoe.yaml")
+    parser.add_argument("--max-steps", dest="max_steps", type=int, metavar="N", help="optimiser steps")
+    parser.add_argument("--batch-size", dest="batch_size", type=int, metavar="B", help="windows per step")
+    parser.add_argument("--device", help="auto (default), cpu or cuda")
+    parser.add_argument("--seed", type=int, help="seed of the split, initialisation and sampling")
+    parser.add_argument("--no-progress", action="store_true", help="do not show progress bars")
+
+
+def run(args) -> int:
+    """Run the ``train`` subcommand; returns the exit status."""
+    import sys
+
+    overrides = {name: getattr(args, name) for name in
+                 ("data", "out_dir", "model", "max_steps", "batch_size", "device", "seed")}
+    try:
+        config = load_train_config(args.config, **overrides)
+        if not config.data:
+            raise ValueError("no data set given: pass --data PATH.h5 or set 'data' in the config")
+        out_dir = train(config, progress_bar=not args.no_progress)
+    except (ValueError, CheckpointError, OSError, RuntimeError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    print(f"checkpoints and metrics in {out_dir}")
+    return 0

@@ -1,0 +1,144 @@
+"""Training, checkpoints and evaluation on a tiny real NEURON data set."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from surrogate_cell.data.generate import generate
+from surrogate_cell.data.simulation import SimulationConfig
+from surrogate_cell.datasets.windows import spike_flags
+from surrogate_cell.training.__main__ import main
+from surrogate_cell.training.checkpoint import CheckpointError, load_checkpoint, read_checkpoint
+from surrogate_cell.training.evaluate import match_spikes, permanent, roc_auc
+from surrogate_cell.training.train import LossBalancer, TrainConfig, Trainer
+from tests.conftest import REPO_ROOT
+
+TINY_MODEL = "family: mh\nchannels: [8, 4, 2]\ntower_hidden: [8]\ndropout: 0.0\nkernel_size: 4\n"
+
+
+@pytest.fixture(scope="module")
+def data_set(tmp_path_factory):
+    """Four 250 ms simulations of the built-in cell (50 ms warm-up)."""
+    path = tmp_path_factory.mktemp("training") / "tiny.h5"
+    generate(path, 4, 250, seed=21, config=SimulationConfig(warmup_ms=50), progress=False)
+    return path
+
+
+@pytest.fixture(scope="module")
+def model_file(tmp_path_factory):
+    path = tmp_path_factory.mktemp("models") / "tiny_mh.yaml"
+    path.write_text(TINY_MODEL)
+    return path
+
+
+def tiny_config(data_set, model_file, out_dir, **changes) -> TrainConfig:
+    fields = dict(data=str(data_set), out_dir=str(out_dir), model=str(model_file), batch_size=16,
+                  max_steps=20, eval_every=10, val_windows=64, validation_fraction=0.25,
+                  test_fraction=0.25, device="cpu", seed=3)
+    return TrainConfig(**{**fields, **changes})
+
+
+def test_tiny_model_overfits_a_tiny_simulation(data_set, model_file, tmp_path):
+    trainer = Trainer(tiny_config(data_set, model_file, tmp_path, spike_fraction=0.0, lr=3e-3),
+                      progress_bar=False)
+    trainer.sampler.negatives = tuple(pool[:16] for pool in trainer.sampler.negatives)
+    losses = [trainer.train_step() for _ in range(400)]
+    assert np.mean(losses[-10:]) <= losses[0] / 10
+
+
+def test_resume_reproduces_the_next_step(data_set, model_file, tmp_path):
+    config = tiny_config(data_set, model_file, tmp_path, history_noise_std=0.1, rollout_steps=2,
+                         model=str(REPO_ROOT / "training/models/mh_small.yaml"))
+    first = Trainer(config, progress_bar=False)
+    first.run()
+    expected = first.train_step()
+    resumed = Trainer(config, progress_bar=False)
+    assert resumed.progress.step == 20
+    assert resumed.train_step() == expected
+
+
+def test_resume_refuses_different_settings(data_set, model_file, tmp_path):
+    Trainer(tiny_config(data_set, model_file, tmp_path, max_steps=10), progress_bar=False).run()
+    with pytest.raises(CheckpointError, match="different settings"):
+        Trainer(tiny_config(data_set, model_file, tmp_path, lr=0.1), progress_bar=False)
+
+
+def test_lbtw_weights_follow_the_published_update():
+    balancer = LossBalancer(alpha=0.5, spike_weight=1.0)
+    first = torch.tensor([4.0, 1.0, 0.5])
+    np.testing.assert_allclose(balancer.weights(first), [1.0, 1.0, 1.0])
+    later = torch.tensor([1.0, 0.25, 0.5])
+    np.testing.assert_allclose(balancer.weights(later), (later / first) ** 0.5)
+    balancer.start_period()
+    np.testing.assert_allclose(balancer.weights(later), [1.0, 1.0, 1.0])
+
+
+def test_train_and_evaluate_commands(data_set, model_file, tmp_path, capsys):
+    out_dir = tmp_path / "run"
+    assert main(["train", "--data", str(data_set), "--model", str(model_file), "--out-dir", str(out_dir),
+                 "--max-steps", "10", "--batch-size", "8", "--no-progress"]) == 0
+    rows = (out_dir / "metrics.csv").read_text().splitlines()
+    assert rows[0].startswith("step,train_loss,val_loss") and len(rows) == 2
+    evaluation = tmp_path / "evaluation"
+    assert main(["evaluate", "--checkpoint", str(out_dir / "best.pt"), "--data", str(data_set),
+                 "--out-dir", str(evaluation), "--free-run-ms", "100"]) == 0
+    metrics = json.loads((evaluation / "metrics.json").read_text())
+    assert metrics["simulations"] == read_checkpoint(out_dir / "best.pt")["meta"]["data"]["test"]
+    assert set(metrics["teacher_forced_rmse_mv"]) >= {"all", "soma", "basal", "apical", "oblique"}
+    assert np.isfinite(metrics["free_running_rmse_mv"]["all"])
+    for figure in ("error_by_section.png", "voltage_rasters.png", "soma_traces.png"):
+        assert (evaluation / figure).stat().st_size > 0
+    assert "teacher-forced" in capsys.readouterr().out
+
+
+def test_checkpoint_loads_without_code_and_checks_fields(data_set, model_file, tmp_path):
+    Trainer(tiny_config(data_set, model_file, tmp_path, max_steps=10), progress_bar=False).run()
+    model, normalisation, meta, _ = load_checkpoint(tmp_path / "best.pt")
+    assert normalisation.mean.shape == (meta["cell"]["n_segments"],)
+    payload = torch.load(tmp_path / "best.pt", weights_only=True)
+    del payload["norm_std"]
+    torch.save(payload, tmp_path / "broken.pt")
+    with pytest.raises(CheckpointError, match="norm_std"):
+        load_checkpoint(tmp_path / "broken.pt")
+    payload = torch.load(tmp_path / "best.pt", weights_only=True)
+    key = next(k for k in payload["model"] if k.endswith("weight"))
+    payload["model"][key] = torch.zeros(3, 3)
+    torch.save(payload, tmp_path / "reshaped.pt")
+    with pytest.raises(CheckpointError, match="do not fit"):
+        load_checkpoint(tmp_path / "reshaped.pt")
+    (tmp_path / "truncated.pt").write_bytes((tmp_path / "best.pt").read_bytes()[:1000])
+    with pytest.raises(CheckpointError, match="not a readable"):
+        load_checkpoint(tmp_path / "truncated.pt")
+
+
+def test_distributed_training_with_two_processes(data_set, model_file, tmp_path):
+    out_dir = tmp_path / "ddp"
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+               "--master_port", "29517", "-m", "surrogate_cell.training", "train",
+               "--data", str(data_set), "--model", str(model_file), "--out-dir", str(out_dir),
+               "--max-steps", "6", "--batch-size", "8", "--device", "cpu", "--no-progress"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(command, capture_output=True, text=True, timeout=600, env=env)
+    assert result.returncode == 0, result.stderr[-2000:]
+    meta = read_checkpoint(out_dir / "last.pt")["meta"]
+    assert meta["training"]["world_size"] == 2
+    assert meta["training"]["progress"]["step"] == 6
+
+
+def test_spike_flags_mark_the_millisecond_ending_at_the_peak():
+    flags = spike_flags(np.array([10.0, 10.125, 42.875]), 50)
+    assert np.flatnonzero(flags).tolist() == [10, 11, 43]
+
+
+def test_metric_helpers():
+    assert match_spikes(np.array([10.0, 50.0]), np.array([12.0, 48.0, 100.0]), 3.0) == 2
+    assert match_spikes(np.array([10.0]), np.array([14.0]), 3.0) == 0
+    assert roc_auc(np.array([0, 0, 1, 1]), np.array([0.1, 0.4, 0.35, 0.8])) == pytest.approx(0.75)
+    assert permanent(np.array([[1.0, 2.0], [3.0, 4.0]])) == pytest.approx(10.0)
