@@ -1,0 +1,5 @@
+"""Stepping engines: advance many cells that share one surrogate model, 1 ms per step."""
+
+from surrogate_cell.engine.stepper import FullWindowStepper, SurrogateDivergedError
+
+__all__ = ["FullWindowStepper", "SurrogateDivergedError"]

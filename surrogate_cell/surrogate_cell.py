@@ -1,0 +1,633 @@
+"""``SurrogateCell``: an ``LFPy.Cell`` whose ``simulate()`` runs a trained surrogate instead of NEURON.
+
+Typical use — the only line that differs from an ordinary LFPy script is the cell::
+
+    cell = SurrogateCell(model="path/to/best.pt", tstop=500.0)   # instead of l5pc(tstop=500.0)
+    synapse = LFPy.Synapse(cell, idx=cell.get_closest_idx(z=800.0), syntype="AMPANMDA",
+                           weight=1.0, e=0.0)
+    synapse.set_spike_times(np.array([10.3, 42.0]))
+    cell.simulate(probes=[electrode], rec_vmem=True, rec_imem=True)
+
+The cell geometry is built by the model's own cell recipe (e.g. ``l5pc``), so everything
+geometric in LFPy (``set_pos``, ``set_rotation``, ``get_idx``, probes, ...) is LFPy's own
+code. ``simulate`` never runs NEURON: it maps the user's synapses onto the model's input
+channels, steps the model 1 ms at a time and derives ``imem`` from ``vmem`` with LFPy's
+vmem -> imem matrix, then fills the probes exactly as LFPy does (``M_probe @ imem``).
+
+Rules chosen here (the model only knows what it was trained on):
+
+- **Time**: the model steps 1 ms. ``tvec`` is ``0, 1, ..., tstop``; another ``dt`` is
+  replaced by 1 ms with a :class:`TimeStepWarning`. ``tstart`` must be 0 and ``tstop`` a
+  whole number of ms.
+- **Start**: by default a ``W`` ms (the model window) history with every segment at
+  ``v_init`` and no input events — the state NEURON's ``finitialize(v_init)`` starts from.
+  Give ``history_mv`` (segments, >= W ms, e.g. from a NEURON warm-up) for exact comparisons.
+- **Synapse kind**: the project's trained mechanisms by name (``AMPANMDA`` excitatory,
+  ``GABAA`` inhibitory; their parameters must keep the trained values). Any other
+  mechanism by its reversal potential ``e``: ``e >= -40 mV`` excitatory, ``e <= -60 mV``
+  inhibitory, in between an error; it then stands in for the trained synapse of that kind
+  (a :class:`SynapseMappingWarning` says its own kinetics and conductance are not modelled).
+- **Weight**: must be the trained 1.0 (one activation of the trained synapse).
+- **Segment**: only segments with input channels (the trained synapse-carrying dendrites).
+- **Spike times**: a spike at ``t`` is an event of bin ``floor(t)`` (delivered at the bin's
+  start, as in training). Spikes at or after ``tstop`` never act; negative ones are an error.
+- **Several events in one bin of one channel** (one synapse or several on the same segment):
+  the model was trained on binary events, so they count as one event, with a
+  :class:`SynapseMappingWarning` (summing would feed inputs the model never saw).
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import h5py
+import LFPy
+import numpy as np
+import torch
+
+from surrogate_cell.cells import l5pc
+from surrogate_cell.data.simulation import SYNAPSE_MECHANISMS, cell_layout
+from surrogate_cell.engine import FullWindowStepper
+from surrogate_cell.spikes import upward_crossing_times
+from surrogate_cell.training.checkpoint import CheckpointError, check_cell, load_checkpoint
+
+MODEL_STEP_MS = 1.0
+"""Time step of every surrogate model (ms)."""
+
+DEFAULT_SPIKE_THRESHOLD_MV = -30.0
+"""Soma-voltage threshold of output spikes; provisional — to be chosen from the training data."""
+
+DEFAULT_SPIKE_REFRACTORY_MS = 2.0
+"""At most one output spike per this many ms."""
+
+EXCITATORY_MIN_E_MV = -40.0
+"""Synapses of other mechanisms with reversal potential at or above this are excitatory."""
+
+INHIBITORY_MAX_E_MV = -60.0
+"""Synapses of other mechanisms with reversal potential at or below this are inhibitory."""
+
+TRAINED_WEIGHT = 1.0
+"""NetCon weight of every training synapse."""
+
+TRAINED_MECHANISM_KINDS = {mechanism: kind for kind, mechanism in SYNAPSE_MECHANISMS.items()}
+"""Kind ("exc"/"inh") of each point process the training data used."""
+
+EVENT_KINDS = ("exc", "inh")
+"""Order of the input event channel blocks."""
+
+PRETRAINED_DIR = Path(__file__).resolve().parent / "pretrained"
+"""Where checkpoints shipped with the package live, as ``<name>.pt``."""
+
+CELL_BUILDERS: dict[str, Callable[..., LFPy.Cell]] = {"l5pc": l5pc}
+"""Cell builders a checkpoint's ``cell.recipe.builder`` may name."""
+
+SUPPORTED_DTYPES = {"float32": torch.float32, "float64": torch.float64,
+                    "float16": torch.float16, "bfloat16": torch.bfloat16}
+CUDA_ONLY_DTYPES = (torch.float16, torch.bfloat16)
+
+_WEIGHT_TOLERANCE = 1e-9
+
+
+class UnsupportedFeatureError(NotImplementedError):
+    """An LFPy feature that a surrogate model cannot reproduce."""
+
+
+class SynapseMappingError(ValueError):
+    """A synapse attached to the cell has no counterpart among the model's input channels."""
+
+
+class DeviceError(ValueError):
+    """The requested torch device or precision is unavailable or unsupported."""
+
+
+class SynapseMappingWarning(UserWarning):
+    """Synaptic input was adapted to what the model was trained on (see the module docstring)."""
+
+
+class TimeStepWarning(UserWarning):
+    """The cell's ``dt`` was replaced by the model's 1 ms step."""
+
+
+# --------------------------------------------------------------------------- model and device
+
+
+def available_models() -> list[str]:
+    """Names of the checkpoints shipped with the package (``model=<name>``)."""
+    return sorted(path.stem for path in PRETRAINED_DIR.glob("*.pt"))
+
+
+def resolve_model(model: str | os.PathLike) -> Path:
+    """The checkpoint file of ``model``: an existing path, or the name of a shipped checkpoint."""
+    path = Path(model).expanduser()
+    if path.is_file():
+        return path
+    shipped = PRETRAINED_DIR / f"{model}.pt"
+    if isinstance(model, str) and Path(model).name == model and shipped.is_file():
+        return shipped
+    names = ", ".join(available_models()) or "none are shipped with this version"
+    raise CheckpointError(
+        f"Unknown model {str(model)!r}: no such checkpoint file and no shipped model of that name. "
+        f"Shipped model names: {names}. Pass the path of a checkpoint (e.g. training's best.pt)."
+    )
+
+
+def select_device(device: str | torch.device | None = None) -> torch.device:
+    """``device``, or CUDA when available else CPU; asking for CUDA without it is an error."""
+    if device is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        chosen = torch.device(device)
+    except (RuntimeError, TypeError) as error:
+        raise DeviceError(f"device={device!r} is not a torch device ({error}).") from None
+    if chosen.type == "cuda" and not torch.cuda.is_available():
+        raise DeviceError(f"device={device!r} was requested but CUDA is not available in this "
+                          "torch installation; use device='cpu' or leave device unset.")
+    return chosen
+
+
+def select_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torch.dtype:
+    """float32 by default; float16/bfloat16 only on CUDA; float64 anywhere."""
+    if dtype is None:
+        return torch.float32
+    name = str(dtype).removeprefix("torch.")
+    if name not in SUPPORTED_DTYPES:
+        raise DeviceError(f"dtype={dtype!r} is not supported; choose one of {sorted(SUPPORTED_DTYPES)}.")
+    chosen = SUPPORTED_DTYPES[name]
+    if chosen in CUDA_ONLY_DTYPES and device.type != "cuda":
+        raise DeviceError(f"dtype={name} is only supported on CUDA (device is {device}); "
+                          "use float32 on the CPU.")
+    return chosen
+
+
+# --------------------------------------------------------------------------- input events
+
+
+def bin_spike_times(spike_times: Sequence[np.ndarray], channels: np.ndarray, n_channels: int,
+                    n_steps: int) -> np.ndarray:
+    """Event counts (n_channels, n_steps): spike ``t`` of train ``i`` counts in ``channels[i]``, bin ``floor(t)``.
+
+    Spikes at or after ``n_steps`` ms are dropped (they act after the end of the simulation).
+    """
+    counts_per_train = np.array([np.size(times) for times in spike_times], dtype=np.int64)
+    times = np.concatenate([np.ravel(t) for t in spike_times]) if len(spike_times) else np.empty(0)
+    channel_of_spike = np.repeat(np.asarray(channels, dtype=np.int64), counts_per_train)
+    bins = np.floor(times / MODEL_STEP_MS).astype(np.int64)
+    inside = bins < n_steps
+    counts = np.zeros((n_channels, n_steps), dtype=np.int64)
+    np.add.at(counts, (channel_of_spike[inside], bins[inside]), 1)
+    return counts
+
+
+def binary_events(counts: np.ndarray) -> np.ndarray:
+    """Counts -> uint8 events; several events in one bin of one channel count as one (with a warning)."""
+    crowded = counts > 1
+    if crowded.any():
+        warnings.warn(
+            f"{int(crowded.sum())} (channel, ms) bins received more than one synaptic event "
+            f"({int(counts[crowded].sum() - crowded.sum())} extra events); the model was trained on "
+            "at most one event per segment, kind and ms, so each such bin counts as one event.",
+            SynapseMappingWarning, stacklevel=3,
+        )
+    return np.minimum(counts, 1).astype(np.uint8)
+
+
+# --------------------------------------------------------------------------- the cell
+
+
+class SurrogateCell(LFPy.Cell):
+    """An ``LFPy.Cell`` simulated by a trained surrogate model instead of NEURON.
+
+    ``model`` is a checkpoint path or the name of a shipped checkpoint (:func:`available_models`).
+    ``cell_kwargs`` are what a user gives ``LFPy.Cell`` / the model's cell builder
+    (``tstop``, ``v_init``, ``morphology``, ...); missing ones come from the model's cell
+    recipe, except ``dt`` which defaults to the model's 1 ms step. The built cell must be the
+    one the model was trained on (same segment hash), else :class:`CheckpointError`.
+
+    ``device`` (default: CUDA if available, else CPU) and ``dtype`` (default float32;
+    float16/bfloat16 on CUDA only) choose where the model runs. ``history_mv`` /
+    ``history_events`` set the default start state of :meth:`simulate`. Output spikes
+    (``spike_times``) are upward crossings of ``spike_threshold`` (mV) by the soma voltage,
+    at most one per ``spike_refractory_ms``. ``stepper`` builds the stepping engine
+    (``stepper(model, normalisation, n_cells, device, dtype)`` with ``reset``/``step``).
+
+    As in LFPy, creating a cell deletes all existing NEURON sections: one cell per process
+    at a time. NEURON itself is never run by :meth:`simulate`.
+    """
+
+    def __init__(self, model: str | os.PathLike, *, device: str | torch.device | None = None,
+                 dtype: str | torch.dtype | None = None, history_mv: np.ndarray | None = None,
+                 history_events: np.ndarray | None = None,
+                 spike_threshold: float = DEFAULT_SPIKE_THRESHOLD_MV,
+                 spike_refractory_ms: float = DEFAULT_SPIKE_REFRACTORY_MS,
+                 stepper: Callable = FullWindowStepper, **cell_kwargs):
+        self.model_path = resolve_model(model)
+        self.device = select_device(device)
+        self.dtype = select_dtype(dtype, self.device)
+        network, self.normalisation, self.model_meta, _ = load_checkpoint(self.model_path)
+        recipe = self.model_meta["cell"]["recipe"]
+        _check_cell_kwargs(cell_kwargs, recipe)
+        self._adopt(_build_cell(recipe, cell_kwargs))
+        self._take_channel_layout(network.config)
+        self.history_mv, self.history_events = history_mv, history_events
+        self.spike_threshold, self.spike_refractory_ms = spike_threshold, spike_refractory_ms
+        self.spike_times = np.empty(0)
+        self._stepper = stepper(network, self.normalisation, 1, self.device, self.dtype)
+        self._vmem_to_imem: np.ndarray | None = None
+        self._mechanism_parameters: dict[str, dict] = {}
+        self._sptimeslist: list[np.ndarray] = []
+        self._hoc_netstimlist = _NetStimList()
+        self._use_model_step()
+
+    def _adopt(self, built: LFPy.Cell) -> None:
+        """Take over the complete state of a freshly built ``LFPy.Cell``.
+
+        The recipe's builder returns a finished ``LFPy.Cell``; taking over its attributes
+        (and leaving the original empty, so its finaliser releases nothing of ours) makes this
+        object that very cell, so all of LFPy's methods work on it unchanged.
+        """
+        self.__dict__.update(built.__dict__)
+        built.__dict__.clear()
+
+    def _take_channel_layout(self, config) -> None:
+        """Check that the model fits this cell and keep its input-channel layout."""
+        check_cell(self.model_meta, cell_layout(self, ()).segment_hash, self.model_path)
+        cell_meta = self.model_meta["cell"]
+        self.input_segments = np.asarray(cell_meta["input_segments"], dtype=np.int64)
+        self.soma_segment = int(cell_meta["soma_segment"])
+        self.window_ms = int(config.window)
+        _check_channel_layout(config, self.input_segments.size, self.totnsegs, self.model_path)
+        self._input_row_of_segment = np.full(self.totnsegs, -1, dtype=np.int64)
+        self._input_row_of_segment[self.input_segments] = np.arange(self.input_segments.size)
+
+    # ------------------------------------------------------------------ channels
+
+    @property
+    def n_event_channels(self) -> int:
+        """Number of model input event channels: excitatory ones, then inhibitory ones."""
+        return 2 * self.input_segments.size
+
+    def event_channel(self, idx: int | np.ndarray, kind: str) -> np.ndarray:
+        """Input channel(s) of segment(s) ``idx`` for synapse ``kind`` ("exc" or "inh"); -1 = none."""
+        if kind not in EVENT_KINDS:
+            raise ValueError(f"kind must be one of {EVENT_KINDS}, got {kind!r}")
+        rows = self._input_row_of_segment[np.asarray(idx, dtype=np.int64)]
+        offset = EVENT_KINDS.index(kind) * self.input_segments.size
+        return np.where(rows >= 0, rows + offset, -1)
+
+    def input_events(self) -> np.ndarray:
+        """The model input of the attached synapses: uint8 (n_event_channels, tstop) events.
+
+        Column ``k`` holds the events of ``[k, k+1)`` ms; channels are the excitatory ones of
+        ``input_segments`` followed by the inhibitory ones. Raises :class:`SynapseMappingError`
+        for synapses the model cannot represent (see the module docstring for the rules).
+        """
+        n_steps = self._n_steps()
+        synapses = list(self.synapses)
+        channels = np.array([self._input_channel(s.idx, s.syntype, s.kwargs, f"Synapse {number}")
+                             for number, s in enumerate(synapses)], dtype=np.int64)
+        self._warn_about_stand_in_synapses(synapses)
+        spike_times = [self._spike_times_of(number, s) for number, s in enumerate(synapses)]
+        return binary_events(bin_spike_times(spike_times, channels, self.n_event_channels, n_steps))
+
+    def set_synapse(self, idx, syntype, record_current=False, record_potential=False, weight=None,
+                    **kwargs) -> int:
+        """Register a synapse (called by ``LFPy.Synapse``) without creating NEURON objects.
+
+        The surrogate needs no NEURON synapse, and none means no NetCon left pointing at deleted
+        sections when the next cell is built. A synapse the model cannot represent raises
+        :class:`SynapseMappingError` here, at the user's ``LFPy.Synapse(...)`` line.
+        """
+        if record_current:
+            raise _unsupported("record_current=True on synapses (synaptic currents)",
+                               "the model predicts voltages, not synaptic currents")
+        self._input_channel(idx, syntype, {**kwargs, "weight": weight}, f"Synapse {len(self.synapses)}")
+        self._sptimeslist.append(np.empty(0))
+        self._hoc_netstimlist.append(_NetStimSettings())
+        return len(self._sptimeslist) - 1
+
+    def set_point_process(self, idx, pptype, record_current=False, record_potential=False, **kwargs):
+        """Not available: current/voltage clamps (``LFPy.StimIntElectrode``) raise."""
+        raise _unsupported(f"current/voltage clamps (LFPy.StimIntElectrode, pptype {pptype})",
+                           "the model was not trained with injected currents")
+
+    def _input_channel(self, idx: int, syntype: str, kwargs: dict, label: str) -> int:
+        """Input channel of a synapse; raises :class:`SynapseMappingError` for anything the model never saw."""
+        kind = self._synapse_kind(syntype, kwargs, label)
+        weight = kwargs.get("weight")
+        if weight is None or abs(float(weight) - TRAINED_WEIGHT) > _WEIGHT_TOLERANCE:
+            raise SynapseMappingError(
+                f"{label} ({syntype} on segment {idx}) has weight {weight}; the model was trained "
+                f"with weight {TRAINED_WEIGHT:g} only. For a stronger input attach several "
+                "synapses to nearby segments."
+            )
+        channel = int(self.event_channel(idx, kind))
+        if channel < 0:
+            raise SynapseMappingError(
+                f"{label} ({syntype}) sits on segment {idx} ({self.section_types[idx]}), which has "
+                f"no model input: the model was trained with synapses on "
+                f"{', '.join(self._input_section_types())} segments only. Choose idx with e.g. "
+                "cell.get_closest_idx(..., section='dend') or section='apic'."
+            )
+        return channel
+
+    def _input_section_types(self) -> list[str]:
+        return sorted(set(np.asarray(self.section_types)[self.input_segments].tolist()))
+
+    def _synapse_kind(self, syntype: str, kwargs: dict, label: str) -> str:
+        """"exc" or "inh": by name for the trained mechanisms, else by reversal potential."""
+        defaults = self._mechanism_defaults(syntype, label)
+        if syntype in TRAINED_MECHANISM_KINDS:
+            _check_trained_parameters(syntype, kwargs, defaults, label)
+            return TRAINED_MECHANISM_KINDS[syntype]
+        reversal = kwargs.get("e", defaults.get("e"))
+        if reversal is None:
+            raise SynapseMappingError(
+                f"{label} ({syntype}) has no reversal potential 'e', so it cannot be told "
+                f"excitatory or inhibitory; use {' or '.join(TRAINED_MECHANISM_KINDS)}."
+            )
+        if reversal >= EXCITATORY_MIN_E_MV:
+            return "exc"
+        if reversal <= INHIBITORY_MAX_E_MV:
+            return "inh"
+        raise SynapseMappingError(
+            f"{label} ({syntype}, e = {reversal:g} mV) is neither excitatory "
+            f"(e >= {EXCITATORY_MIN_E_MV:g} mV) nor inhibitory (e <= {INHIBITORY_MAX_E_MV:g} mV); "
+            f"the model knows only {', '.join(f'{m} ({k})' for m, k in TRAINED_MECHANISM_KINDS.items())}."
+        )
+
+    def _mechanism_defaults(self, mechanism: str, label: str) -> dict[str, float]:
+        """Default parameter values of a NEURON point process, read once from a throw-away instance."""
+        if mechanism not in self._mechanism_parameters:
+            from neuron import h
+
+            section = next(iter(self.allseclist))
+            try:
+                point_process = getattr(h, mechanism)(section(0.5))
+            except Exception as error:  # NEURON raises bare exceptions of several kinds
+                raise SynapseMappingError(f"{label}: {mechanism!r} is not a NEURON point process "
+                                          f"({error}).") from None
+            attributes = {name: getattr(point_process, name) for name in dir(point_process)
+                          if not name.startswith("_")}
+            self._mechanism_parameters[mechanism] = {
+                name: value for name, value in attributes.items() if isinstance(value, float)}
+        return self._mechanism_parameters[mechanism]
+
+    def _warn_about_stand_in_synapses(self, synapses: list) -> None:
+        foreign = sorted({s.syntype for s in synapses} - set(TRAINED_MECHANISM_KINDS))
+        if foreign:
+            warnings.warn(
+                f"Synapses of type {', '.join(foreign)} are simulated as the trained "
+                f"{' / '.join(TRAINED_MECHANISM_KINDS)} synapse of the same kind (by reversal "
+                "potential); their own kinetics and conductance are not modelled.",
+                SynapseMappingWarning, stacklevel=3,
+            )
+
+    def _spike_times_of(self, number: int, synapse) -> np.ndarray:
+        if self._hoc_netstimlist[synapse._ns_index].number > 0:
+            raise _unsupported(f"set_spike_times_w_netstim on synapse {number}",
+                               "NetStim spike trains are generated inside NEURON; draw the spike "
+                               "times in Python and use synapse.set_spike_times(times)")
+        times = np.asarray(self._sptimeslist[synapse._ns_index], dtype=float)
+        if (times < 0).any():
+            raise SynapseMappingError(f"Synapse {number} has negative spike times "
+                                      f"({times[times < 0][:3]} ...); the simulation starts at 0 ms.")
+        return times
+
+    # ------------------------------------------------------------------ simulation
+
+    def simulate(self, probes=None, rec_imem=False, rec_vmem=False, rec_ipas=False, rec_icap=False,
+                 rec_variables=(), variable_dt=False, atol=0.001, rtol=0.0, to_memory=True,
+                 to_file=False, file_name=None, history_mv=None, history_events=None, **kwargs):
+        """Run the surrogate and fill ``tvec``, ``somav``, ``spike_times`` (and ``vmem``, ``imem``, probes).
+
+        Same arguments and results as ``LFPy.Cell.simulate``, at the model's 1 ms resolution:
+        ``tvec`` is ``0, 1, ..., tstop`` ms; ``vmem`` (mV) and ``imem`` (nA, ``M @ vmem`` with
+        LFPy's vmem -> imem matrix) are (totnsegs, len(tvec)); each probe's ``data`` is
+        ``probe.get_transformation_matrix() @ imem`` (also written to ``file_name`` with
+        ``to_file``, named like LFPy's). ``history_mv`` (totnsegs, >= window) mV and
+        ``history_events`` (n_event_channels, >= window) override the start state (default:
+        the constructor's, else every segment at ``v_init`` without events). ``atol``/``rtol``
+        and ``to_memory`` are accepted for compatibility; data are always kept in memory.
+        Features a surrogate cannot provide raise :class:`UnsupportedFeatureError`.
+        """
+        self._refuse_unsupported(rec_ipas, rec_icap, rec_variables, variable_dt, kwargs)
+        self._use_model_step()
+        events = self.input_events()
+        history = self._start_history(history_mv, history_events)
+        vmem = self._free_run(events, *history)
+        imem = self.get_vmem_to_imem_matrix() @ vmem
+        self.tvec = np.arange(vmem.shape[1]) * MODEL_STEP_MS
+        self.somav = vmem[self.soma_segment].copy()
+        self.spike_times = upward_crossing_times(self.somav, MODEL_STEP_MS, self.spike_threshold,
+                                                 self.spike_refractory_ms)
+        if rec_vmem:
+            self.vmem = vmem
+        if rec_imem:
+            self.imem = imem
+        _fill_probes(probes or [], imem, self.totnsegs)
+        if to_file and probes:
+            _write_probe_file(probes, file_name)
+        self._collect_synapse_potentials(vmem)
+
+    def get_vmem_to_imem_matrix(self) -> np.ndarray:
+        """LFPy's ``get_transformation_matrix_vmem_to_imem()``, computed once (it depends on no position)."""
+        if self._vmem_to_imem is None:
+            self._vmem_to_imem = self.get_transformation_matrix_vmem_to_imem()
+        return self._vmem_to_imem
+
+    def resting_history(self) -> tuple[np.ndarray, np.ndarray]:
+        """The default start: every segment at ``v_init`` for one window, no events.
+
+        Returns (voltages (totnsegs, window) mV, events (n_event_channels, window)).
+        """
+        return (np.full((self.totnsegs, self.window_ms), float(self.v_init)),
+                np.zeros((self.n_event_channels, self.window_ms), dtype=np.uint8))
+
+    def _start_history(self, history_mv, history_events) -> tuple[np.ndarray, np.ndarray]:
+        """The history to start from: simulate()'s arguments, else the constructor's, else rest."""
+        voltages, events = self.resting_history()
+        given_mv = _first_given(history_mv, self.history_mv)
+        given_events = _first_given(history_events, self.history_events)
+        if given_mv is not None:
+            voltages = self._last_window(given_mv, "history_mv", self.totnsegs)
+        if given_events is not None:
+            events = self._last_window(given_events, "history_events", self.n_event_channels)
+        return voltages, events
+
+    def _last_window(self, array, name: str, n_rows: int) -> np.ndarray:
+        array = np.asarray(array, dtype=float)
+        if array.ndim != 2 or array.shape[0] != n_rows or array.shape[1] < self.window_ms:
+            raise ValueError(f"{name} must have shape ({n_rows}, >= {self.window_ms}) (rows by ms, "
+                             f"the last column at t = 0), got {array.shape}.")
+        if not np.isfinite(array).all():
+            raise ValueError(f"{name} contains NaN or infinite values.")
+        return array[:, -self.window_ms:]
+
+    @torch.no_grad()
+    def _free_run(self, events: np.ndarray, history_mv: np.ndarray, history_events: np.ndarray) -> np.ndarray:
+        """Step the model through ``events`` (E, T): voltages (totnsegs, T + 1) mV from t = 0."""
+        stepper, device = self._stepper, self.device
+        stepper.reset(torch.as_tensor(history_mv.T[None], dtype=self.dtype, device=device),
+                      torch.as_tensor(history_events.T[None], dtype=self.dtype, device=device))
+        inputs = torch.as_tensor(np.ascontiguousarray(events.T), device=device)
+        output_dtype = torch.promote_types(self.dtype, torch.float32)
+        voltages = torch.empty(events.shape[1], self.totnsegs, dtype=output_dtype, device=device)
+        for step in range(events.shape[1]):  # each step needs the previous one's output
+            voltages[step] = stepper.step(inputs[step:step + 1].to(self.dtype))[0]
+        return np.concatenate([history_mv[:, -1:], voltages.cpu().double().numpy().T], axis=1)
+
+    def _collect_synapse_potentials(self, vmem: np.ndarray) -> None:
+        """``synapse.v`` for synapses created with ``record_potential=True``, as LFPy sets it."""
+        for synapse in self.synapses:
+            if synapse.record_potential:
+                synapse.v = vmem[synapse.idx].copy()
+
+    # ------------------------------------------------------------------ time and refusals
+
+    def _n_steps(self) -> int:
+        if self.tstart != 0:
+            raise _unsupported(f"tstart = {self.tstart} ms", "the surrogate starts at 0 ms; give the "
+                               "time before as history_mv")
+        n_steps = int(round(self.tstop / MODEL_STEP_MS))
+        if n_steps < 1 or abs(n_steps * MODEL_STEP_MS - self.tstop) > 1e-9:
+            raise ValueError(f"tstop must be a positive whole number of ms for the surrogate's "
+                             f"{MODEL_STEP_MS:g} ms step, got {self.tstop}.")
+        return n_steps
+
+    def _use_model_step(self) -> None:
+        if self.dt != MODEL_STEP_MS:
+            warnings.warn(
+                f"SurrogateCell steps {MODEL_STEP_MS:g} ms: cell.dt = {self.dt:g} ms is replaced by "
+                f"{MODEL_STEP_MS:g} ms, so tvec, vmem, imem, somav and probe data are sampled every "
+                f"{MODEL_STEP_MS:g} ms.", TimeStepWarning, stacklevel=3,
+            )
+            self.dt = MODEL_STEP_MS
+
+    def _refuse_unsupported(self, rec_ipas, rec_icap, rec_variables, variable_dt, kwargs) -> None:
+        if kwargs:
+            raise TypeError(f"SurrogateCell.simulate() got unexpected argument(s) {sorted(kwargs)}.")
+        requests = {
+            "rec_ipas (passive membrane currents)": rec_ipas,
+            "rec_icap (capacitive membrane currents)": rec_icap,
+            f"rec_variables={list(rec_variables)} (state variables)": len(rec_variables) > 0,
+            "variable_dt (NEURON's variable time step)": variable_dt,
+        }
+        for feature, requested in requests.items():
+            if requested:
+                raise _unsupported(feature, "the model predicts only segment voltages on a 1 ms grid")
+
+    def insert_v_ext(self, v_ext, t_ext):
+        """Not available: a surrogate cannot take extracellular potentials (raises)."""
+        raise _unsupported("insert_v_ext (extracellular potentials)",
+                           "the model was not trained with an extracellular field")
+
+    def enable_extracellular_stimulation(self, electrode, t_ext=None, n=1, model="inf"):
+        """Not available: a surrogate cannot take extracellular stimulation (raises)."""
+        raise _unsupported("enable_extracellular_stimulation (extracellular stimulation)",
+                           "the model was not trained with an extracellular field")
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+class _NetStimSettings:
+    """What ``Synapse.set_spike_times_w_netstim`` writes into a NetStim, kept to refuse it later."""
+
+    def __init__(self):
+        self.number, self.start, self.interval, self.noise, self.seed_value = 0, 0.0, 10.0, 0.0, None
+
+    def seed(self, value) -> None:
+        """Record the seed (NetStim API)."""
+        self.seed_value = value
+
+
+class _NetStimList(list):
+    """Stands in for LFPy's hoc List of NetStims: ``count()`` and indexing are all ``LFPy.Synapse`` uses."""
+
+    def count(self) -> int:
+        """Number of entries (hoc ``List.count()``; unlike ``list.count`` it takes no argument)."""
+        return len(self)
+
+
+def _check_trained_parameters(mechanism: str, kwargs: dict, trained: dict, label: str) -> None:
+    """Refuse parameters of a trained mechanism that differ from the trained (default) values."""
+    changed = {name: value for name, value in kwargs.items()
+               if name in trained and not np.isclose(float(value), trained[name])}
+    if changed:
+        raise SynapseMappingError(
+            f"{label} sets {changed}, but the model was trained with {mechanism} at "
+            f"{ {name: trained[name] for name in changed} }; remove these arguments (the surrogate "
+            "reproduces only the trained synapse)."
+        )
+
+
+def _unsupported(feature: str, reason: str) -> UnsupportedFeatureError:
+    return UnsupportedFeatureError(
+        f"SurrogateCell does not support {feature}: {reason}. Use the NEURON cell (e.g. l5pc()) "
+        "for this."
+    )
+
+
+def _first_given(*values):
+    return next((value for value in values if value is not None), None)
+
+
+def _check_cell_kwargs(cell_kwargs: dict, recipe: dict) -> None:
+    """Refuse cell arguments that would change what the model was trained on."""
+    trained_celsius = recipe.get("cell_kwargs", {}).get("celsius")
+    celsius = cell_kwargs.get("celsius", trained_celsius)
+    if trained_celsius is not None and celsius is not None and float(celsius) != float(trained_celsius):
+        raise _unsupported(f"celsius={celsius}", f"the model was trained at {trained_celsius} degC")
+    if cell_kwargs.get("tstart", 0.0) != 0:
+        raise _unsupported(f"tstart={cell_kwargs['tstart']} ms",
+                           "the surrogate starts at 0 ms; give the time before as history_mv")
+
+
+def _build_cell(recipe: dict, cell_kwargs: dict) -> LFPy.Cell:
+    """The cell described by a checkpoint's recipe, with the user's arguments taking precedence."""
+    builder = CELL_BUILDERS.get(recipe.get("builder"))
+    if builder is None:
+        raise CheckpointError(f"The model's cell recipe names the builder {recipe.get('builder')!r}; "
+                              f"this version knows {sorted(CELL_BUILDERS)}.")
+    kwargs = {**recipe.get("cell_kwargs", {}), "dt": MODEL_STEP_MS, **cell_kwargs}
+    morphology = kwargs.pop("morphology", recipe.get("morphology"))
+    return builder(morphology, **kwargs)
+
+
+def _check_channel_layout(config, n_inputs: int, n_segments: int, path: Path) -> None:
+    if config.event_channels != 2 * n_inputs or config.n_tasks - 1 != n_segments:
+        raise CheckpointError(
+            f"{path}: the model has {config.event_channels} event channels and {config.n_tasks - 1} "
+            f"voltage outputs, but its cell has {n_inputs} input segments (x2 kinds) and "
+            f"{n_segments} segments; the checkpoint is inconsistent."
+        )
+
+
+def _fill_probes(probes: Sequence, imem: np.ndarray, n_segments: int) -> None:
+    """``probe.data = probe.get_transformation_matrix() @ imem`` for every probe, as LFPy does."""
+    for probe in probes:
+        matrix = probe.get_transformation_matrix()
+        if matrix.shape[-1] != n_segments:
+            raise ValueError(f"{type(probe).__name__}'s transformation matrix has {matrix.shape[-1]} "
+                             f"columns; the cell has {n_segments} segments.")
+        probe.data = matrix @ imem
+
+
+def _probe_file_names(probes: Sequence) -> list[str]:
+    """LFPy's data set names: class name + running number per class (``RecExtElectrode0`` ...)."""
+    class_names = [type(probe).__name__ for probe in probes]
+    return [f"{name}{class_names[:position].count(name)}" for position, name in enumerate(class_names)]
+
+
+def _write_probe_file(probes: Sequence, file_name) -> None:
+    if file_name is None:
+        raise ValueError("to_file=True needs a file_name.")
+    path = Path(file_name)
+    if path.suffix != ".h5":
+        path = path.with_name(path.name + ".h5")
+    with h5py.File(path, "w") as h5:
+        for name, probe in zip(_probe_file_names(probes), probes):
+            h5.create_dataset(name, data=probe.data)

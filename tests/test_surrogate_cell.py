@@ -1,0 +1,371 @@
+"""SurrogateCell as a drop-in LFPy cell: real LFPy/NEURON geometry, a random-weight MH checkpoint.
+
+The checkpoint is built here for the built-in default cell (``l5pc()``): its cell identity and
+input map come from ``cell_layout``, the model is a tiny MH at random initialisation and the
+normalisation is -70 +- 5 mV on every segment. The last tower layer is scaled to zero, so
+every voltage output equals its bias (|z| <= 1/sqrt(fan_in)): a free run stays within
+-70 +- 5 mV and can never diverge, which keeps these tests about the LFPy plumbing.
+"""
+
+from __future__ import annotations
+
+import h5py
+import LFPy
+import numpy as np
+import pytest
+import torch
+
+from surrogate_cell.cells import l5pc
+from surrogate_cell.data.simulation import SYNAPSE_SECTION_TYPES, cell_layout
+from surrogate_cell.datasets.windows import Normalisation
+from surrogate_cell.engine import FullWindowStepper
+from surrogate_cell.models import build_model
+from surrogate_cell.spikes import upward_crossing_times
+from surrogate_cell.surrogate_cell import (
+    DeviceError,
+    SurrogateCell,
+    SynapseMappingError,
+    SynapseMappingWarning,
+    TimeStepWarning,
+    UnsupportedFeatureError,
+    select_device,
+)
+from surrogate_cell.training.checkpoint import CheckpointError, model_meta, save_checkpoint
+
+TSTOP_MS = 20.0
+TINY_MH = dict(channels=(4, 2), kernel_size=3, dilations=(1, 2), dropout=0.0, window=100,
+               tower_hidden=(4, 4))
+
+
+@pytest.fixture(autouse=True, scope="module")
+def single_thread():
+    """Tiny models: thread-pool overhead would dominate."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+def cell_meta(layout) -> dict:
+    return {
+        "recipe": layout.recipe,
+        "segment_hash": layout.segment_hash,
+        "section_types": [str(t) for t in layout.section_types],
+        "soma_segment": int(layout.soma_segment),
+        "input_segments": [int(i) for i in layout.input_segments],
+        "n_segments": int(layout.n_segments),
+    }
+
+
+def write_checkpoint(path, layout, segment_hash=None) -> None:
+    """A random-weight tiny MH checkpoint for ``layout`` (optionally claiming another cell's hash)."""
+    n_segments, n_events = layout.n_segments, 2 * layout.input_segments.size
+    torch.manual_seed(0)
+    model = build_model("mh", {**TINY_MH, "in_channels": n_events + n_segments,
+                               "n_tasks": n_segments + 1, "event_channels": n_events})
+    with torch.no_grad():
+        model.towers.weights[-1].zero_()  # outputs = biases: bounded, never diverges
+    meta = {**model_meta(model, "mh"), "cell": cell_meta(layout), "data": {}, "training": {}}
+    if segment_hash is not None:
+        meta["cell"]["segment_hash"] = segment_hash
+    normalisation = Normalisation(np.full(n_segments, -70.0, np.float32), np.full(n_segments, 5.0, np.float32))
+    save_checkpoint(path, model, meta, normalisation)
+
+
+@pytest.fixture(scope="module")
+def reference():
+    """Layout and geometry of the default l5pc, moved by ``move``."""
+    cell = l5pc()
+    layout = cell_layout(cell, SYNAPSE_SECTION_TYPES)
+    move(cell)
+    geometry = {name: getattr(cell, name).copy() for name in ("x", "y", "z", "d", "area", "length")}
+    return {"layout": layout, "geometry": geometry, "totnsegs": cell.totnsegs,
+            "closest": cell.get_closest_idx(x=0.0, y=100.0, z=400.0),
+            "apic": cell.get_idx("apic"), "M": cell.get_transformation_matrix_vmem_to_imem()}
+
+
+def move(cell) -> None:
+    cell.set_rotation(x=0.3, y=-0.2, z=1.1)
+    cell.set_pos(x=50.0, y=-20.0, z=10.0)
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory, reference):
+    path = tmp_path_factory.mktemp("model") / "random.pt"
+    write_checkpoint(path, reference["layout"])
+    return path
+
+
+@pytest.fixture
+def cell(checkpoint):
+    return SurrogateCell(model=checkpoint, tstop=TSTOP_MS, device="cpu")
+
+
+def dendrite_index(cell, kind="apic") -> int:
+    return int(cell.get_idx(kind)[5])
+
+
+def add_synapse(cell, idx, times, syntype="AMPANMDA", **kwargs):
+    kwargs = {"weight": 1.0, **kwargs}
+    synapse = LFPy.Synapse(cell, idx=idx, syntype=syntype, **kwargs)
+    synapse.set_spike_times(np.asarray(times, dtype=float))
+    return synapse
+
+
+# ------------------------------------------------------------------ geometry and simulate
+
+
+def test_geometry_and_lfpy_methods_match_the_neuron_cell(cell, reference):
+    move(cell)
+    assert isinstance(cell, LFPy.Cell)
+    assert cell.totnsegs == reference["totnsegs"]
+    for name, values in reference["geometry"].items():
+        np.testing.assert_allclose(getattr(cell, name), values, err_msg=name)
+    assert cell.get_closest_idx(x=0.0, y=100.0, z=400.0) == reference["closest"]
+    np.testing.assert_array_equal(cell.get_idx("apic"), reference["apic"])
+    np.testing.assert_allclose(cell.get_vmem_to_imem_matrix(), reference["M"])
+
+
+def test_simulate_fills_lfpy_results(cell):
+    move(cell)
+    add_synapse(cell, dendrite_index(cell), [3.0, 7.5])
+    add_synapse(cell, dendrite_index(cell, "dend"), [5.2], syntype="GABAA", e=-80.0)
+    cell.simulate(rec_vmem=True, rec_imem=True)
+
+    n_t = int(TSTOP_MS) + 1
+    np.testing.assert_array_equal(cell.tvec, np.arange(n_t, dtype=float))
+    assert cell.vmem.shape == cell.imem.shape == (cell.totnsegs, n_t)
+    assert cell.vmem.dtype == cell.imem.dtype == np.float64
+    np.testing.assert_array_equal(cell.vmem[:, 0], cell.v_init)  # default start: all at v_init
+    assert np.all(np.abs(cell.vmem[:, 1:] + 70.0) <= 5.0)  # outputs = biases, see module docstring
+    np.testing.assert_array_equal(cell.somav, cell.vmem[cell.soma_segment])
+    np.testing.assert_allclose(cell.imem, cell.get_transformation_matrix_vmem_to_imem() @ cell.vmem)
+    total = np.abs(cell.imem.sum(axis=0))
+    assert np.all(total < 1e-6 * np.abs(cell.imem).max())
+    np.testing.assert_array_equal(
+        cell.spike_times, upward_crossing_times(cell.somav, 1.0, cell.spike_threshold, cell.spike_refractory_ms))
+
+
+def test_every_probe_gets_its_matrix_times_imem(cell, tmp_path):
+    cell.set_pos(z=-cell.z.min() + 50.0)  # above the MEA plane
+    z_contacts = np.linspace(0.0, 1000.0, 5)
+    zeros = np.zeros_like(z_contacts)
+    top = cell.z.max() + 50.0
+    probes = [
+        LFPy.RecExtElectrode(cell, x=zeros + 30.0, y=zeros, z=z_contacts, method="linesource"),
+        LFPy.CurrentDipoleMoment(cell),
+        LFPy.PointSourcePotential(cell, x=zeros + 30.0, y=zeros, z=z_contacts),
+        LFPy.LineSourcePotential(cell, x=zeros + 30.0, y=zeros, z=z_contacts),
+        LFPy.RecMEAElectrode(cell, x=np.array([0.0, 100.0]), y=np.zeros(2), z=np.zeros(2),
+                             h=top, z_shift=0.0, method="pointsource"),
+        LFPy.RecExtElectrode(cell, x=np.array([60.0]), y=np.array([0.0]), z=np.array([500.0])),
+    ]
+    add_synapse(cell, dendrite_index(cell), [2.0])
+    cell.simulate(probes=probes, rec_imem=True, to_file=True, file_name=tmp_path / "probes")
+
+    for probe in probes:
+        assert probe.data.shape[1] == cell.tvec.size
+        np.testing.assert_allclose(probe.data, probe.get_transformation_matrix() @ cell.imem)
+    with h5py.File(tmp_path / "probes.h5") as h5:
+        assert sorted(h5) == sorted(["RecExtElectrode0", "CurrentDipoleMoment0", "PointSourcePotential0",
+                                     "LineSourcePotential0", "RecMEAElectrode0", "RecExtElectrode1"])
+        np.testing.assert_allclose(h5["RecExtElectrode1"][()], probes[-1].data)
+
+
+def test_given_history_sets_the_start_and_runs_are_deterministic(cell):
+    rng = np.random.default_rng(1)
+    history = -70.0 + rng.normal(0.0, 2.0, (cell.totnsegs, cell.window_ms + 30))
+    add_synapse(cell, dendrite_index(cell), [1.0, 4.0])
+    cell.simulate(rec_vmem=True, history_mv=history)
+    first = cell.vmem.copy()
+    np.testing.assert_array_equal(first[:, 0], history[:, -1])
+    cell.simulate(rec_vmem=True, history_mv=history)
+    np.testing.assert_array_equal(cell.vmem, first)
+    with pytest.raises(ValueError, match="history_mv must have shape"):
+        cell.simulate(history_mv=history[:, :10])
+    with pytest.raises(ValueError, match="history_events must have shape"):
+        cell.simulate(history_events=np.zeros((cell.totnsegs, cell.window_ms)))
+
+
+def test_record_potential_gives_the_segment_voltage(cell):
+    synapse = LFPy.Synapse(cell, idx=dendrite_index(cell), syntype="AMPANMDA", weight=1.0,
+                           record_potential=True)
+    synapse.set_spike_times(np.array([3.0]))
+    cell.simulate(rec_vmem=True)
+    np.testing.assert_array_equal(synapse.v, cell.vmem[synapse.idx])
+
+
+def test_other_time_step_warns_and_uses_one_ms(checkpoint):
+    with pytest.warns(TimeStepWarning, match="sampled every 1 ms"):
+        cell = SurrogateCell(model=checkpoint, tstop=5.0, dt=2 ** -4, device="cpu")
+    assert cell.dt == 1.0
+    cell.dt = 0.025
+    with pytest.warns(TimeStepWarning):
+        cell.simulate()
+    np.testing.assert_array_equal(cell.tvec, np.arange(6.0))
+
+
+# ------------------------------------------------------------------ synapse mapping
+
+
+def test_excitatory_spike_lands_in_its_segment_bin(cell):
+    idx = dendrite_index(cell)
+    add_synapse(cell, idx, [10.3])
+    events = cell.input_events()
+    channel = int(np.flatnonzero(cell.input_segments == idx)[0])
+    assert events.shape == (cell.n_event_channels, int(TSTOP_MS))
+    assert events.dtype == np.uint8
+    assert events[channel, 10] == 1 and events.sum() == 1
+    assert cell.event_channel(idx, "exc") == channel
+
+
+class RecordingStepper(FullWindowStepper):
+    """The reference stepper, remembering the events it was given at each step."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.received = []
+
+    def step(self, events):
+        self.received.append(events.cpu().numpy()[0].copy())
+        return super().step(events)
+
+
+def test_events_of_bin_k_drive_step_k(checkpoint):
+    steppers = []
+
+    def recording_stepper(*args):
+        steppers.append(RecordingStepper(*args))
+        return steppers[-1]
+
+    cell = SurrogateCell(model=checkpoint, tstop=TSTOP_MS, device="cpu", stepper=recording_stepper)
+    idx = dendrite_index(cell)
+    add_synapse(cell, idx, [10.3])
+    cell.simulate()
+    received = np.array(steppers[0].received)
+    assert received.shape == (int(TSTOP_MS), cell.n_event_channels)
+    np.testing.assert_array_equal(np.argwhere(received), [[10, cell.event_channel(idx, "exc")]])
+
+
+def test_inhibitory_and_foreign_synapses_by_reversal_potential(cell):
+    idx = dendrite_index(cell, "dend")
+    n_inputs = cell.input_segments.size
+    add_synapse(cell, idx, [1.0], syntype="GABAA")
+    add_synapse(cell, idx, [2.0], syntype="Exp2Syn", e=0.0)
+    add_synapse(cell, idx, [3.0], syntype="ExpSyn", e=-75.0)
+    add_synapse(cell, idx, [4.0], syntype="ExpSyn")  # NEURON's default e = 0 mV
+    with pytest.warns(SynapseMappingWarning, match="Exp2Syn, ExpSyn"):
+        events = cell.input_events()
+    row = int(np.flatnonzero(cell.input_segments == idx)[0])
+    assert events[n_inputs + row, 1] == 1 and events[row, 2] == 1
+    assert events[n_inputs + row, 3] == 1 and events[row, 4] == 1
+    assert events.sum() == 4
+
+
+def test_several_events_in_one_bin_count_once_with_a_warning(cell):
+    idx = dendrite_index(cell)
+    add_synapse(cell, idx, [5.1, 5.8, 6.0])
+    add_synapse(cell, idx, [6.4])  # second synapse on the same segment: same channel
+    with pytest.warns(SynapseMappingWarning, match="more than one"):
+        events = cell.input_events()
+    channel = cell.event_channel(idx, "exc")
+    np.testing.assert_array_equal(np.flatnonzero(events[channel]), [5, 6])
+    assert events.max() == 1
+
+
+def test_spikes_after_tstop_never_act(cell):
+    add_synapse(cell, dendrite_index(cell), [TSTOP_MS - 0.5, TSTOP_MS, TSTOP_MS + 3.0])
+    events = cell.input_events()
+    assert events.sum() == 1 and events[:, -1].sum() == 1
+
+
+@pytest.mark.parametrize(("syntype", "kwargs", "on_soma", "message"), [
+    ("AMPANMDA", {"weight": 0.5}, False, "weight 0.5"),
+    ("Exp2Syn", {"e": -50.0}, False, "neither excitatory"),
+    ("AMPANMDA", {"e": -80.0}, False, "trained with AMPANMDA"),
+    ("AMPANMDA", {}, True, "has no model input"),
+    ("NoSuchSynapse", {}, False, "not a NEURON point process"),
+])
+def test_synapses_the_model_never_saw_are_refused(cell, syntype, kwargs, on_soma, message):
+    idx = cell.soma_segment if on_soma else dendrite_index(cell)
+    with pytest.raises(SynapseMappingError, match=message):
+        add_synapse(cell, idx, [2.0], syntype=syntype, **kwargs)
+
+
+def test_synaptic_current_recording_is_refused(cell):
+    with pytest.raises(UnsupportedFeatureError, match="record_current"):
+        LFPy.Synapse(cell, idx=dendrite_index(cell), syntype="AMPANMDA", weight=1.0, record_current=True)
+
+
+def test_negative_spike_times_are_refused(cell):
+    add_synapse(cell, dendrite_index(cell), [-1.0, 2.0])
+    with pytest.raises(SynapseMappingError, match="negative spike times"):
+        cell.input_events()
+
+
+def test_netstim_spike_trains_are_refused(cell):
+    synapse = add_synapse(cell, dendrite_index(cell), [])
+    synapse.set_spike_times_w_netstim(number=5, interval=2.0)
+    with pytest.raises(UnsupportedFeatureError, match="set_spike_times_w_netstim"):
+        cell.simulate()
+
+
+# ------------------------------------------------------------------ refusals
+
+
+@pytest.mark.parametrize(("arguments", "feature"), [
+    ({"rec_ipas": True}, "rec_ipas"),
+    ({"rec_icap": True}, "rec_icap"),
+    ({"rec_variables": ["cai"]}, "rec_variables"),
+    ({"variable_dt": True}, "variable_dt"),
+])
+def test_unsupported_simulate_options_are_refused(cell, arguments, feature):
+    with pytest.raises(UnsupportedFeatureError, match=feature):
+        cell.simulate(**arguments)
+
+
+def test_current_clamp_is_refused(cell):
+    with pytest.raises(UnsupportedFeatureError, match="StimIntElectrode, pptype IClamp"):
+        LFPy.StimIntElectrode(cell, idx=cell.soma_segment, pptype="IClamp", amp=0.5, dur=10.0, delay=1.0)
+
+
+def test_extracellular_features_are_refused(checkpoint):
+    cell = SurrogateCell(model=checkpoint, tstop=TSTOP_MS, device="cpu", extracellular=True)
+    t_ext = np.arange(3.0)
+    with pytest.raises(UnsupportedFeatureError, match="insert_v_ext"):
+        cell.insert_v_ext(np.zeros((cell.totnsegs, 3)), t_ext)
+    electrode = LFPy.RecExtElectrode(cell, x=np.zeros(1), y=np.zeros(1), z=np.zeros(1))
+    with pytest.raises(UnsupportedFeatureError, match="extracellular stimulation"):
+        cell.enable_extracellular_stimulation(electrode)
+
+
+def test_a_model_of_another_cell_is_refused(tmp_path, reference):
+    path = tmp_path / "other.pt"
+    write_checkpoint(path, reference["layout"], segment_hash="f" * 64)
+    with pytest.raises(CheckpointError, match="trained on a different cell.*'builder': 'l5pc'"):
+        SurrogateCell(model=path, device="cpu")
+
+
+def test_unknown_model_name_lists_the_shipped_models():
+    with pytest.raises(CheckpointError, match="Unknown model 'l5pc-default'.*Shipped model names"):
+        SurrogateCell(model="l5pc-default")
+
+
+def test_other_temperature_is_refused(checkpoint):
+    with pytest.raises(UnsupportedFeatureError, match="celsius=20"):
+        SurrogateCell(model=checkpoint, celsius=20.0, device="cpu")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_cuda_without_cuda_is_refused(checkpoint):
+    with pytest.raises(DeviceError, match="CUDA is not available"):
+        SurrogateCell(model=checkpoint, device="cuda")
+
+
+def test_default_device_is_cuda_when_available():
+    assert select_device(None).type == ("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def test_low_precision_is_cuda_only(checkpoint):
+    with pytest.raises(DeviceError, match="only supported on CUDA"):
+        SurrogateCell(model=checkpoint, device="cpu", dtype="float16")
