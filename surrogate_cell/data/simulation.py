@@ -1,0 +1,439 @@
+"""One training-data simulation of the L5PC: configuration, cell with synapses, run, recordings.
+
+A :class:`CellSimulator` builds the Hay L5PC once, places one excitatory (``AMPANMDA``) and
+one inhibitory (``GABAA``) synapse on every synapse-carrying segment and then runs any
+number of simulations. Each simulation draws its synaptic input (see
+:mod:`surrogate_cell.data.inputs`) for ``warmup_ms + duration_ms``, delivers the events at
+whole ms through ``NetCon.event`` and integrates with NEURON's fixed step. The input also
+drives the warm-up, so the recorded window starts from a state typical of the input
+regime rather than from rest; the warm-up is simulated and then discarded.
+
+Recordings are NEURON point samples (``Vector.record(ref, Dt)``): the voltage of every
+segment at every whole ms and the soma voltage ``soma_samples_per_ms`` times per ms.
+Sample ``k`` is the voltage at exactly ``warmup_ms + k`` ms (``Dt`` is a whole number of
+steps, and NEURON takes a ``Dt`` sample at the step that starts at that time).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import yaml
+from neuron import h
+
+from surrogate_cell.cells import l5pc
+from surrogate_cell.data.inputs import (
+    InputConfig,
+    PublishedInputConfig,
+    SynapticInput,
+    draw_inputs,
+    events_to_spike_times,
+    input_config_from_dict,
+    input_config_to_dict,
+)
+from surrogate_cell.data.store import CellLayout
+from surrogate_cell.spikes import SPIKE_PEAK_THRESHOLD_MV, spike_peak_times
+
+VOLTAGE_DTYPES = ("float32", "float16")
+COMPRESSIONS = ("gzip", "lzf", "none")
+SYNAPSE_SECTION_TYPES = ("basal", "apical", "oblique")
+TREE_OF_SECTION_TYPE = {"basal": "basal", "apical": "apical", "oblique": "apical"}
+"""Input tree (see :data:`surrogate_cell.data.inputs.TREES`) of each synapse-carrying section type."""
+
+SYNAPSE_MECHANISMS = {"exc": "AMPANMDA", "inh": "GABAA"}
+"""NEURON point process of each synapse kind."""
+
+_STEP_TOLERANCE = 1e-9
+
+
+class ConfigError(ValueError):
+    """A simulation configuration (file) has unknown keys or invalid values."""
+
+
+# --------------------------------------------------------------------------- configuration
+
+
+def _default_inputs() -> dict:
+    return input_config_to_dict(PublishedInputConfig())
+
+
+@dataclass(frozen=True)
+class SimulationConfig:
+    """Everything that defines how one training simulation is run and stored.
+
+    ``dt`` (ms) is NEURON's fixed time step; one ms must be a whole number of steps.
+    ``warmup_ms`` (whole ms) is simulated with input and discarded. ``v_init`` (mV) and
+    ``celsius`` (degC) initialise the cell. ``synapse_section_types`` lists the section
+    types (of basal, apical, oblique) whose every segment gets one excitatory and one
+    inhibitory synapse. ``soma_samples_per_ms`` must divide the steps per ms.
+    ``spike_threshold_mv`` is the peak threshold of somatic spikes. ``voltage_dtype``
+    (float32 or float16) and ``compression`` (gzip, lzf or none) set the storage.
+    ``inputs`` is the synaptic input regime in the format of ``training/inputs/*.yaml``.
+    """
+
+    dt: float = 0.025
+    warmup_ms: int = 200
+    v_init: float = -76.0
+    celsius: float = 34.0
+    synapse_section_types: tuple[str, ...] = SYNAPSE_SECTION_TYPES
+    soma_samples_per_ms: int = 8
+    spike_threshold_mv: float = SPIKE_PEAK_THRESHOLD_MV
+    voltage_dtype: str = "float32"
+    compression: str = "gzip"
+    inputs: dict = field(default_factory=_default_inputs)
+
+    def __post_init__(self) -> None:
+        for name, value in _validated_fields(self).items():
+            object.__setattr__(self, name, value)
+
+    @property
+    def steps_per_ms(self) -> int:
+        """Number of NEURON steps per ms."""
+        return round(1.0 / self.dt)
+
+    @property
+    def input_config(self) -> InputConfig:
+        """The input regime as a typed config for :func:`draw_inputs`."""
+        return input_config_from_dict(self.inputs)
+
+
+def _validated_fields(config: SimulationConfig) -> dict:
+    """Coerced values of all fields of ``config``; raises ConfigError naming a bad field."""
+    values = {
+        "dt": _positive_float(config.dt, "dt"),
+        "warmup_ms": _whole_number(config.warmup_ms, "warmup_ms", minimum=0),
+        "v_init": _float(config.v_init, "v_init"),
+        "celsius": _float(config.celsius, "celsius"),
+        "synapse_section_types": _section_types(config.synapse_section_types),
+        "soma_samples_per_ms": _whole_number(config.soma_samples_per_ms, "soma_samples_per_ms", 1),
+        "spike_threshold_mv": _float(config.spike_threshold_mv, "spike_threshold_mv"),
+        "voltage_dtype": _choice(config.voltage_dtype, "voltage_dtype", VOLTAGE_DTYPES),
+        "compression": _choice(config.compression, "compression", COMPRESSIONS),
+        "inputs": _normalised_inputs(config.inputs),
+    }
+    _check_sampling(values["dt"], values["soma_samples_per_ms"])
+    return values
+
+
+def _float(value, name: str) -> float:
+    if isinstance(value, bool):
+        raise ConfigError(f"{name} must be a number, got {value!r}")
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{name} must be a number, got {value!r}") from None
+
+
+def _positive_float(value, name: str) -> float:
+    number = _float(value, name)
+    if not number > 0:
+        raise ConfigError(f"{name} must be > 0, got {value!r}")
+    return number
+
+
+def _whole_number(value, name: str, minimum: int) -> int:
+    number = _float(value, name)
+    if number != round(number) or number < minimum:
+        raise ConfigError(f"{name} must be a whole number >= {minimum}, got {value!r}")
+    return int(round(number))
+
+
+def _choice(value, name: str, choices: Sequence[str]) -> str:
+    if value not in choices:
+        raise ConfigError(f"{name} must be one of {list(choices)}, got {value!r}")
+    return value
+
+
+def _section_types(value) -> tuple[str, ...]:
+    if isinstance(value, str) or not isinstance(value, Sequence) or not value:
+        raise ConfigError(f"synapse_section_types must be a non-empty list, got {value!r}")
+    unknown = sorted(set(value) - set(SYNAPSE_SECTION_TYPES))
+    if unknown:
+        raise ConfigError(
+            f"synapse_section_types has unknown type(s) {unknown}; valid: {list(SYNAPSE_SECTION_TYPES)}"
+        )
+    return tuple(t for t in SYNAPSE_SECTION_TYPES if t in value)  # canonical order
+
+
+def _normalised_inputs(value) -> dict:
+    try:
+        return input_config_to_dict(input_config_from_dict(value))
+    except (ValueError, TypeError) as error:
+        raise ConfigError(f"inputs: {error}") from None
+
+
+def _check_sampling(dt: float, soma_samples_per_ms: int) -> None:
+    steps = round(1.0 / dt)
+    if steps < 1 or abs(steps * dt - 1.0) > _STEP_TOLERANCE:
+        raise ConfigError(f"dt must divide 1 ms into whole steps (e.g. 0.025), got {dt}")
+    if steps % soma_samples_per_ms:
+        raise ConfigError(
+            f"soma_samples_per_ms ({soma_samples_per_ms}) must divide the {steps} steps per ms "
+            f"of dt = {dt}, so that every soma sample falls on a time step"
+        )
+
+
+def simulation_config_from_dict(values: Mapping, source: str = "simulation config") -> SimulationConfig:
+    """Build a :class:`SimulationConfig` from plain data; missing keys take their defaults.
+
+    Unknown keys or invalid values raise one :class:`ConfigError` that names ``source``.
+    """
+    if not isinstance(values, Mapping):
+        raise ConfigError(f"{source} must be a mapping of keys to values, got {type(values).__name__}")
+    valid = [f.name for f in dataclasses.fields(SimulationConfig)]
+    unknown = sorted(set(values) - set(valid))
+    if unknown:
+        raise ConfigError(f"unknown key(s) {unknown} in {source}; valid keys: {valid}")
+    try:
+        return SimulationConfig(**values)
+    except ConfigError as error:
+        raise ConfigError(f"{source}: {error}") from None
+
+
+def simulation_config_to_dict(config: SimulationConfig) -> dict:
+    """Plain-data (JSON/YAML) form of ``config``; the inverse of :func:`simulation_config_from_dict`."""
+    values = dataclasses.asdict(config)
+    values["synapse_section_types"] = list(config.synapse_section_types)
+    return values
+
+
+def load_simulation_config(path: str | Path) -> SimulationConfig:
+    """Read a :class:`SimulationConfig` from a YAML file (see ``training/data/*.yaml``)."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as error:
+        raise ConfigError(f"cannot read simulation config {path}: {error.strerror or error}") from None
+    try:
+        values = yaml.safe_load(text) or {}
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{path} is not valid YAML: {error}") from None
+    return simulation_config_from_dict(values, source=str(path))
+
+
+# --------------------------------------------------------------------------- seeds
+
+
+def simulation_seed_sequence(base_seed: int, index: int) -> np.random.SeedSequence:
+    """Seed of simulation ``index``: independent of worker count and order."""
+    return np.random.SeedSequence(entropy=int(base_seed), spawn_key=(int(index),))
+
+
+def simulation_rng(base_seed: int, index: int) -> np.random.Generator:
+    """Random generator that draws the input of simulation ``index``."""
+    return np.random.default_rng(simulation_seed_sequence(base_seed, index))
+
+
+# --------------------------------------------------------------------------- cell layout
+
+
+def _segment_names(cell) -> list[str]:
+    return [f"{sec.name()}({seg.x:.6g})" for sec in cell.allseclist for seg in sec]
+
+
+def _start_mid_end(coordinates: np.ndarray) -> np.ndarray:
+    """(n, 3) start/mid/end from LFPy's (n, 2) start/end coordinates."""
+    return np.column_stack([coordinates[:, 0], coordinates.mean(axis=1), coordinates[:, 1]])
+
+
+def cell_layout(cell, synapse_section_types: Sequence[str]) -> CellLayout:
+    """Segment geometry of an ``l5pc`` cell and where its synapses go.
+
+    Synapse-carrying segments (``input_segments``) are those whose section type is in
+    ``synapse_section_types``, in LFPy order; row ``j`` of the input event matrices is
+    segment ``input_segments[j]``. Synapses are all excitatory ones, then all inhibitory.
+    """
+    types = np.asarray(cell.section_types)
+    input_segments = np.flatnonzero(np.isin(types, list(synapse_section_types)))
+    n_inputs = input_segments.size
+    return CellLayout(
+        segment_names=np.array(_segment_names(cell)),
+        section_types=types.astype(str),
+        x=_start_mid_end(cell.x), y=_start_mid_end(cell.y), z=_start_mid_end(cell.z),
+        diam=np.asarray(cell.d, dtype=float),
+        area=np.asarray(cell.area, dtype=float),
+        length=np.asarray(cell.length, dtype=float),
+        soma_segment=int(np.flatnonzero(types == "soma")[0]),
+        input_segments=input_segments,
+        synapse_segments=np.concatenate([input_segments, input_segments]),
+        synapse_kinds=np.array(["exc"] * n_inputs + ["inh"] * n_inputs),
+        synapse_event_rows=np.concatenate([np.arange(n_inputs), np.arange(n_inputs)]),
+        recipe=cell.recipe,
+    )
+
+
+# --------------------------------------------------------------------------- simulation
+
+
+@dataclass
+class SimulationResult:
+    """What one simulation produced, ready to be stored.
+
+    ``vmem`` (n_segments, duration_ms) holds the voltage of every segment at whole ms
+    ``warmup_ms + k`` (``voltage_dtype``); ``soma_v`` the soma voltage sampled
+    ``soma_samples_per_ms`` times per ms over the same window; ``spike_times`` the
+    somatic spike peaks (ms from the window start, detected before the dtype cast).
+    ``exc`` and ``inh`` are the bool input events of the whole simulated time
+    (warm-up included), one row per synapse-carrying segment.
+    """
+
+    index: int
+    base_seed: int
+    warmup_ms: int
+    vmem: np.ndarray
+    soma_v: np.ndarray
+    spike_times: np.ndarray
+    exc: np.ndarray
+    inh: np.ndarray
+    inputs_interval_ms: float | None
+    inputs_smoothing_sigma_ms: float | None
+    inputs_exc_totals: np.ndarray | None
+    inputs_inh_totals: np.ndarray | None
+    wall_time_s: float
+    segment_hash: str
+
+    @property
+    def duration_ms(self) -> int:
+        """Length of the recorded window (ms)."""
+        return self.vmem.shape[1]
+
+    @property
+    def simulated_ms(self) -> int:
+        """Simulated time including the warm-up (ms)."""
+        return self.warmup_ms + self.duration_ms
+
+
+class _Recorders:
+    """Point-sample recorders of all segment voltages (1 ms) and the soma voltage."""
+
+    def __init__(self, segments: list, soma_segment, soma_samples_per_ms: int):
+        self.segment_vectors = [h.Vector() for _ in segments]
+        for vector, segment in zip(self.segment_vectors, segments):
+            vector.record(segment._ref_v, 1.0)
+        self.soma_vector = h.Vector()
+        self.soma_vector.record(soma_segment._ref_v, 1.0 / soma_samples_per_ms)
+        self.soma_samples_per_ms = soma_samples_per_ms
+
+    def voltages(self, start_ms: int, n_ms: int) -> np.ndarray:
+        """(n_segments, n_ms) float64 voltages at whole ms ``start_ms .. start_ms + n_ms - 1``."""
+        if len(self.segment_vectors[0]) < start_ms + n_ms:
+            raise RuntimeError(f"NEURON recorded {len(self.segment_vectors[0])} samples, "
+                               f"expected at least {start_ms + n_ms}")
+        return np.stack([vector.as_numpy()[start_ms:start_ms + n_ms] for vector in self.segment_vectors])
+
+    def soma(self, start_ms: int, n_ms: int) -> np.ndarray:
+        """Soma voltage samples (float64) in ``[start_ms, start_ms + n_ms)``."""
+        rate = self.soma_samples_per_ms
+        return self.soma_vector.as_numpy()[start_ms * rate:(start_ms + n_ms) * rate].copy()
+
+
+class CellSimulator:
+    """The L5PC with its synapses, built once in this process and run many times.
+
+    ``record=False`` leaves out all recorders (used to time raw NEURON); such a simulator
+    can :meth:`run_inputs` but not :meth:`simulate`.
+
+    Building another LFPy cell in the same process deletes this one's sections (LFPy's
+    default), and NEURON crashes at the next initialisation if NetCons still target
+    synapses on deleted sections. So :meth:`close` a simulator (or use it as a context
+    manager) before another cell is built in the same process.
+    """
+
+    def __init__(self, config: SimulationConfig, morphology: str | Path | None = None,
+                 record: bool = True):
+        self.config = config
+        self.cell = l5pc(morphology, dt=config.dt, v_init=config.v_init, celsius=config.celsius)
+        self.layout = cell_layout(self.cell, config.synapse_section_types)
+        self.segment_hash = self.layout.segment_hash
+        segments = [seg for sec in self.cell.allseclist for seg in sec]
+        self._synapses, self._netcons = self._create_synapses(segments)
+        self._recorders = (
+            _Recorders(segments, segments[self.layout.soma_segment], config.soma_samples_per_ms)
+            if record else None
+        )
+        h.load_file("stdrun.hoc")
+
+    def close(self) -> None:
+        """Release the synapses, NetCons and recorders (the cell itself is safe to keep)."""
+        self._netcons = {kind: [] for kind in SYNAPSE_MECHANISMS}
+        self._synapses = []
+        self._recorders = None
+
+    def __enter__(self) -> CellSimulator:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+    def _create_synapses(self, segments: list) -> tuple[list, dict]:
+        """One synapse of each kind on every input segment, each fed by a source-less NetCon."""
+        synapses, netcons = [], {}
+        for kind, mechanism in SYNAPSE_MECHANISMS.items():
+            netcons[kind] = []
+            for index in self.layout.input_segments:
+                synapse = getattr(h, mechanism)(segments[index])
+                netcon = h.NetCon(None, synapse)
+                netcon.weight[0] = 1.0
+                synapses.append(synapse)
+                netcons[kind].append(netcon)
+        return synapses, netcons
+
+    def draw_inputs(self, base_seed: int, index: int, duration_ms: int) -> SynapticInput:
+        """Input events of simulation ``index`` over warm-up plus ``duration_ms``."""
+        layout = self.layout
+        trees = [TREE_OF_SECTION_TYPE[t] for t in layout.section_types[layout.input_segments]]
+        lengths = layout.length[layout.input_segments]
+        total_ms = self.config.warmup_ms + duration_ms
+        return draw_inputs(self.config.input_config, trees, lengths, total_ms,
+                           simulation_rng(base_seed, index))
+
+    def run_inputs(self, inputs: SynapticInput) -> None:
+        """Initialise the cell and integrate through all of ``inputs`` (warm-up included)."""
+        h.CVode().active(0)  # another user of this process's NEURON may have switched it on
+        h.dt = self.config.dt
+        h.celsius = self.config.celsius
+        h.finitialize(self.config.v_init)
+        self._queue_events(inputs)  # after finitialize, which empties the event queue
+        h.continuerun(float(inputs.n_ms))
+
+    def _queue_events(self, inputs: SynapticInput) -> None:
+        for kind, events in (("exc", inputs.exc), ("inh", inputs.inh)):
+            for netcon, times in zip(self._netcons[kind], events_to_spike_times(events)):
+                for time_ms in times.tolist():
+                    netcon.event(time_ms)
+
+    def simulate(self, base_seed: int, index: int, duration_ms: int) -> SimulationResult:
+        """Draw the input of simulation ``index``, run it and collect the recordings."""
+        if self._recorders is None:
+            raise RuntimeError("this CellSimulator has no recorders (built with record=False, or closed)")
+        started = time.perf_counter()
+        inputs = self.draw_inputs(base_seed, index, duration_ms)
+        self.run_inputs(inputs)
+        return self._collect(base_seed, index, duration_ms, inputs, time.perf_counter() - started)
+
+    def _collect(self, base_seed: int, index: int, duration_ms: int, inputs: SynapticInput,
+                 wall_time_s: float) -> SimulationResult:
+        config, warmup = self.config, self.config.warmup_ms
+        soma_v = self._recorders.soma(warmup, duration_ms)
+        spikes = spike_peak_times(soma_v, 1.0 / config.soma_samples_per_ms, config.spike_threshold_mv)
+        return SimulationResult(
+            index=int(index),
+            base_seed=int(base_seed),
+            warmup_ms=warmup,
+            vmem=self._recorders.voltages(warmup, duration_ms).astype(config.voltage_dtype),
+            soma_v=soma_v.astype(config.voltage_dtype),
+            spike_times=spikes,
+            exc=inputs.exc,
+            inh=inputs.inh,
+            inputs_interval_ms=inputs.interval_ms,
+            inputs_smoothing_sigma_ms=inputs.smoothing_sigma_ms,
+            inputs_exc_totals=inputs.exc_totals,
+            inputs_inh_totals=inputs.inh_totals,
+            wall_time_s=wall_time_s,
+            segment_hash=self.segment_hash,
+        )
