@@ -58,7 +58,10 @@ MODEL_STEP_MS = 1.0
 """Time step of every surrogate model (ms)."""
 
 DEFAULT_SPIKE_THRESHOLD_MV = -30.0
-"""Soma-voltage threshold of output spikes; provisional — to be chosen from the training data."""
+"""Soma-voltage threshold of output spikes for checkpoints that do not carry one.
+
+Training stores the threshold whose upward crossings of the 1 ms-sampled training soma
+voltage best recover the true spikes (``cell.spike_threshold_mv`` in the checkpoint)."""
 
 DEFAULT_SPIKE_REFRACTORY_MS = 2.0
 """At most one output spike per this many ms."""
@@ -209,8 +212,9 @@ class SurrogateCell(LFPy.Cell):
     ``device`` (default: CUDA if available, else CPU) and ``dtype`` (default float32;
     float16/bfloat16 on CUDA only) choose where the model runs. ``history_mv`` /
     ``history_events`` set the default start state of :meth:`simulate`. Output spikes
-    (``spike_times``) are upward crossings of ``spike_threshold`` (mV) by the soma voltage,
-    at most one per ``spike_refractory_ms``. ``stepper`` builds the stepping engine
+    (``spike_times``) are upward crossings of ``spike_threshold`` (mV; default: the threshold
+    chosen from the training data, stored in the checkpoint) by the soma voltage, at most one
+    per ``spike_refractory_ms``. ``stepper`` builds the stepping engine
     (``stepper(model, normalisation, n_cells, device, dtype)`` with ``reset``/``step``).
 
     As in LFPy, creating a cell deletes all existing NEURON sections: one cell per process
@@ -220,7 +224,7 @@ class SurrogateCell(LFPy.Cell):
     def __init__(self, model: str | os.PathLike, *, device: str | torch.device | None = None,
                  dtype: str | torch.dtype | None = None, history_mv: np.ndarray | None = None,
                  history_events: np.ndarray | None = None,
-                 spike_threshold: float = DEFAULT_SPIKE_THRESHOLD_MV,
+                 spike_threshold: float | None = None,
                  spike_refractory_ms: float = DEFAULT_SPIKE_REFRACTORY_MS,
                  stepper: Callable = FullWindowStepper, **cell_kwargs):
         self.model_path = resolve_model(model)
@@ -232,6 +236,8 @@ class SurrogateCell(LFPy.Cell):
         self._adopt(_build_cell(recipe, cell_kwargs))
         self._take_channel_layout(network.config)
         self.history_mv, self.history_events = history_mv, history_events
+        if spike_threshold is None:
+            spike_threshold = self.model_meta["cell"].get("spike_threshold_mv", DEFAULT_SPIKE_THRESHOLD_MV)
         self.spike_threshold, self.spike_refractory_ms = spike_threshold, spike_refractory_ms
         self.spike_times = np.empty(0)
         self._stepper = stepper(network, self.normalisation, 1, self.device, self.dtype)

@@ -16,7 +16,8 @@ from surrogate_cell.data.simulation import SimulationConfig
 from surrogate_cell.datasets.windows import spike_flags
 from surrogate_cell.training.__main__ import main
 from surrogate_cell.training.checkpoint import CheckpointError, load_checkpoint, read_checkpoint
-from surrogate_cell.training.evaluate import match_spikes, permanent, roc_auc
+from surrogate_cell.spikes import best_crossing_threshold, match_spikes
+from surrogate_cell.training.evaluate import permanent, roc_auc
 from surrogate_cell.training.train import LossBalancer, TrainConfig, Trainer
 from tests.conftest import REPO_ROOT
 
@@ -142,3 +143,11 @@ def test_metric_helpers():
     assert match_spikes(np.array([10.0]), np.array([14.0]), 3.0) == 0
     assert roc_auc(np.array([0, 0, 1, 1]), np.array([0.1, 0.4, 0.35, 0.8])) == pytest.approx(0.75)
     assert permanent(np.array([[1.0, 2.0], [3.0, 4.0]])) == pytest.approx(10.0)
+
+
+def test_spike_threshold_is_chosen_from_sampled_traces():
+    trace = np.full(200, -70.0)
+    trace[[50, 120]] = -20.0   # spikes caught near their peak by the 1 ms samples
+    trace[[90]] = -45.0        # a subthreshold bump
+    threshold, f1 = best_crossing_threshold(trace[None], [np.array([50.2, 120.4])])
+    assert -45.0 < threshold <= -20.0 and f1 == 1.0

@@ -118,20 +118,21 @@ def _event_matrix(record) -> np.ndarray:
 
 
 def load_raw(data_set: DataSet, sim_indices, progress: bool = True):
-    """Load simulations as stacked numpy arrays: events (n, T, E), voltages mV (n, S, T), spikes (n, T)."""
-    events, voltages, spikes = [], [], []
+    """Load simulations: events (n, T, E), voltages mV (n, S, T), spike flags (n, T), spike times (list)."""
+    events, voltages, spikes, spike_times = [], [], [], []
     for index in tqdm(sim_indices, desc=f"loading {data_set.path.name}", disable=not progress,
                       leave=False):
         record = data_set.load_simulation(index)
         events.append(_event_matrix(record))
         voltages.append(record.vmem.astype(np.float32))
         spikes.append(spike_flags(record.spike_times, record.vmem.shape[1]))
-    return np.stack(events), np.stack(voltages), np.stack(spikes)
+        spike_times.append(record.spike_times)
+    return np.stack(events), np.stack(voltages), np.stack(spikes), spike_times
 
 
 def build_window_data(raw, normalisation: Normalisation, window: int, sim_indices) -> WindowData:
     """Stack raw arrays (from :func:`load_raw`) into a :class:`WindowData` with z-scored voltages."""
-    events, voltages, spikes = raw
+    events, voltages, spikes = raw[:3]
     z = normalisation.to_z(voltages).transpose(0, 2, 1)
     return WindowData(
         events=torch.from_numpy(events),

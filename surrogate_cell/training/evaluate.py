@@ -19,12 +19,10 @@ from tqdm import tqdm
 
 from surrogate_cell.data.store import open_data_set
 from surrogate_cell.datasets.windows import WindowData, build_window_data, load_raw, model_input
-from surrogate_cell.spikes import upward_crossing_times
+from surrogate_cell.spikes import REFRACTORY_MS, SPIKE_TOLERANCE_MS, spike_scores, upward_crossing_times
 from surrogate_cell.training.checkpoint import check_cell, load_checkpoint
 
 SOMA_SPIKE_THRESHOLD_MV = -30.0
-SPIKE_REFRACTORY_MS = 2.0
-SPIKE_TOLERANCE_MS = 3.0
 
 
 @dataclass
@@ -35,7 +33,7 @@ class EvaluationConfig:
     data: str
     out_dir: str = "runs/evaluation"
     free_run_ms: int = 1000
-    spike_threshold_mv: float = SOMA_SPIKE_THRESHOLD_MV
+    spike_threshold_mv: float | None = None
     max_simulations: int = 0
     batch_size: int = 256
     figures: bool = True
@@ -89,28 +87,6 @@ def rmse_by_type(error_mv: np.ndarray, section_types: np.ndarray) -> dict:
     return result
 
 
-def match_spikes(true_times: np.ndarray, predicted_times: np.ndarray, tolerance: float) -> int:
-    """Number of one-to-one matches within ``tolerance`` ms (greedy in time order)."""
-    matched, used = 0, np.zeros(len(predicted_times), dtype=bool)
-    for time in true_times:  # spikes are sparse: a few per second
-        candidates = np.flatnonzero(~used & (np.abs(predicted_times - time) <= tolerance))
-        if candidates.size:
-            used[candidates[np.argmin(np.abs(predicted_times[candidates] - time))]] = True
-            matched += 1
-    return matched
-
-
-def spike_scores(true_trains, predicted_trains, tolerance: float = SPIKE_TOLERANCE_MS) -> dict:
-    """Precision, recall and F1 pooled over simulations."""
-    matched = sum(match_spikes(t, p, tolerance) for t, p in zip(true_trains, predicted_trains))
-    n_true = sum(len(t) for t in true_trains)
-    n_pred = sum(len(p) for p in predicted_trains)
-    precision = matched / n_pred if n_pred else float(n_true == 0)
-    recall = matched / n_true if n_true else float(n_pred == 0)
-    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-    return {"precision": precision, "recall": recall, "f1": f1, "n_true": n_true, "n_predicted": n_pred}
-
-
 def roc_auc(labels: np.ndarray, scores: np.ndarray) -> float:
     """Area under the ROC curve (Mann-Whitney statistic with average ranks for ties)."""
     labels = labels.astype(bool)
@@ -159,7 +135,7 @@ def expert_diversity(model, data: WindowData, n_windows: int = 512) -> dict | No
 
 def soma_spike_trains(soma_mv: np.ndarray, threshold: float, t0: float) -> list[np.ndarray]:
     """Upward threshold crossings of 1 ms soma voltage traces, one train per simulation."""
-    return [upward_crossing_times(trace, 1.0, threshold, SPIKE_REFRACTORY_MS, t0) for trace in soma_mv]
+    return [upward_crossing_times(trace, 1.0, threshold, REFRACTORY_MS, t0) for trace in soma_mv]
 
 
 def evaluate(config: EvaluationConfig) -> dict:
@@ -187,16 +163,19 @@ def evaluate(config: EvaluationConfig) -> dict:
     fr_error = (fr_z - data.voltages[:, data.window:data.window + n_free]).numpy() * std
     fr_mv = normalisation.to_mv(fr_z).numpy()
 
-    true_spikes = [data_set.load_simulation(i).spike_times for i in sims]
+    true_spikes = raw[3]
     window_end = data.window + n_free
     true_in_window = [t[(t > data.window) & (t <= window_end)] for t in true_spikes]
-    predicted = soma_spike_trains(fr_mv[:, :, soma], config.spike_threshold_mv, data.window)
+    threshold = config.spike_threshold_mv
+    if threshold is None:
+        threshold = meta["cell"].get("spike_threshold_mv", SOMA_SPIKE_THRESHOLD_MV)
+    predicted = soma_spike_trains(fr_mv[:, :, soma], threshold, data.window)
     metrics = {
         "checkpoint": str(config.checkpoint), "data": str(config.data), "simulations": sims,
         "teacher_forced_rmse_mv": rmse_by_type(tf_error, types),
         "free_running_rmse_mv": rmse_by_type(fr_error, types),
         "free_running_ms": n_free,
-        "spikes": {**spike_scores(true_in_window, predicted), "threshold_mv": config.spike_threshold_mv},
+        "spikes": {**spike_scores(true_in_window, predicted), "threshold_mv": threshold},
         "spike_task_auc": roc_auc(data.spikes[:, data.window:].numpy().ravel(), tf_logits.numpy().ravel()),
         "free_running_finite": bool(np.isfinite(fr_mv).all()),
         "expert_diversity": expert_diversity(model, data),
@@ -252,8 +231,9 @@ def add_arguments(parser) -> None:
                         help="where metrics.json and figures go")
     parser.add_argument("--free-run-ms", type=int, default=1000, metavar="T",
                         help="length of the free-running test (ms, default 1000)")
-    parser.add_argument("--spike-threshold", type=float, default=SOMA_SPIKE_THRESHOLD_MV, metavar="MV",
-                        help="soma-voltage threshold for output spikes")
+    parser.add_argument("--spike-threshold", type=float, metavar="MV",
+                        help="soma-voltage threshold for output spikes (default: the checkpoint's, "
+                             "chosen from the training data)")
     parser.add_argument("--max-sims", type=int, default=0, metavar="N", help="evaluate at most N sims")
     parser.add_argument("--no-figures", action="store_true", help="skip the figures")
 

@@ -35,6 +35,7 @@ from surrogate_cell.datasets.windows import (
     split_simulations,
 )
 from surrogate_cell.models import build_model, load_model_config
+from surrogate_cell.spikes import best_crossing_threshold
 from surrogate_cell.training.checkpoint import (
     CheckpointError,
     model_meta,
@@ -194,6 +195,10 @@ def prepare_data(config: TrainConfig, window: int, progress: bool) -> PreparedDa
         indices, config.validation_fraction, config.test_fraction, config.seed)
     train_raw = load_raw(data_set, train_ids, progress)
     normalisation = Normalisation.fit(train_raw[1])
+    cell_meta = layout_meta(data_set)
+    soma_traces = train_raw[1][:, cell_meta["soma_segment"]]
+    cell_meta["spike_threshold_mv"], cell_meta["spike_threshold_f1"] = best_crossing_threshold(
+        soma_traces, train_raw[3])
     val_raw = load_raw(data_set, val_ids, progress)
     data_meta = {"path": str(config.data), "simulation_config": data_set.config,
                  "train": train_ids, "validation": val_ids, "test": test_ids,
@@ -201,7 +206,7 @@ def prepare_data(config: TrainConfig, window: int, progress: bool) -> PreparedDa
     return PreparedData(
         train=build_window_data(train_raw, normalisation, window, train_ids),
         validation=build_window_data(val_raw, normalisation, window, val_ids),
-        normalisation=normalisation, cell_meta=layout_meta(data_set), data_meta=data_meta,
+        normalisation=normalisation, cell_meta=cell_meta, data_meta=data_meta,
     )
 
 
