@@ -201,6 +201,7 @@ def prepare_data(config: TrainConfig, window: int, progress: bool) -> PreparedDa
         soma_traces, train_raw[3])
     val_raw = load_raw(data_set, val_ids, progress)
     data_meta = {"path": str(config.data), "simulation_config": data_set.config,
+                 "base_seed": int(data_set.attrs["base_seed"]),
                  "train": train_ids, "validation": val_ids, "test": test_ids,
                  "duration_ms": data_set.duration_ms}
     return PreparedData(
