@@ -131,31 +131,11 @@ def main() -> None:
 
 
 def write_random_checkpoint(path: Path) -> None:
-    """A tiny MH at random initialisation for l5pc(), to try the surrogate path before training.
-
-    The last tower layer is zeroed, so every voltage is its bias (-70 +- ~2.5 mV): bounded,
-    never diverging, and meaningless.
-    """
-    import torch
-
+    """A tiny MH at random initialisation for l5pc(), to try the surrogate path before training."""
     from surrogate_cell.data.simulation import SYNAPSE_SECTION_TYPES, cell_layout
-    from surrogate_cell.datasets.windows import Normalisation
-    from surrogate_cell.models import build_model
-    from surrogate_cell.training.checkpoint import model_meta, save_checkpoint
+    from surrogate_cell.training.checkpoint import save_untrained_checkpoint
 
-    layout = cell_layout(l5pc(), SYNAPSE_SECTION_TYPES)
-    n_segments, n_events = layout.n_segments, 2 * layout.input_segments.size
-    model = build_model("mh", {"channels": (4, 2), "kernel_size": 3, "dilations": (1, 2), "window": 100,
-                               "tower_hidden": (4, 4), "in_channels": n_events + n_segments,
-                               "n_tasks": n_segments + 1, "event_channels": n_events})
-    with torch.no_grad():
-        model.towers.weights[-1].zero_()
-    cell_meta = {"recipe": layout.recipe, "segment_hash": layout.segment_hash,
-                 "section_types": layout.section_types.tolist(), "soma_segment": int(layout.soma_segment),
-                 "input_segments": layout.input_segments.tolist(), "n_segments": n_segments}
-    meta = {**model_meta(model, "mh"), "cell": cell_meta, "data": {}, "training": {"random_weights": True}}
-    normalisation = Normalisation(np.full(n_segments, -70.0, np.float32), np.full(n_segments, 5.0, np.float32))
-    save_checkpoint(path, model, meta, normalisation)
+    save_untrained_checkpoint(path, cell_layout(l5pc(), SYNAPSE_SECTION_TYPES))
     print(f"wrote random-weight checkpoint {path}")
 
 

@@ -35,14 +35,6 @@ FAMILY_SIZES = {
 }
 
 
-@pytest.fixture(autouse=True, scope="module")
-def single_thread():
-    """Run these tiny models on one thread: thread-pool overhead dominates at this size."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
 
 def make_input(batch: int = 5, density: float = 0.03, seed: int = 0) -> torch.Tensor:
     """Binary sparse event channels followed by dense voltage-like channels."""

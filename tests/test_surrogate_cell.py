@@ -9,6 +9,8 @@ every voltage output equals its bias (|z| <= 1/sqrt(fan_in)): a free run stays w
 
 from __future__ import annotations
 
+import json
+
 import h5py
 import LFPy
 import numpy as np
@@ -17,9 +19,7 @@ import torch
 
 from surrogate_cell.cells import l5pc
 from surrogate_cell.data.simulation import SYNAPSE_SECTION_TYPES, cell_layout
-from surrogate_cell.datasets.windows import Normalisation
 from surrogate_cell.engine import FullWindowStepper
-from surrogate_cell.models import build_model
 from surrogate_cell.spikes import upward_crossing_times
 from surrogate_cell.surrogate_cell import (
     DeviceError,
@@ -30,46 +30,20 @@ from surrogate_cell.surrogate_cell import (
     UnsupportedFeatureError,
     select_device,
 )
-from surrogate_cell.training.checkpoint import CheckpointError, model_meta, save_checkpoint
+from surrogate_cell.training.checkpoint import CheckpointError, save_untrained_checkpoint
 
 TSTOP_MS = 20.0
-TINY_MH = dict(channels=(4, 2), kernel_size=3, dilations=(1, 2), dropout=0.0, window=100,
-               tower_hidden=(4, 4))
-
-
-@pytest.fixture(autouse=True, scope="module")
-def single_thread():
-    """Tiny models: thread-pool overhead would dominate."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
-def cell_meta(layout) -> dict:
-    return {
-        "recipe": layout.recipe,
-        "segment_hash": layout.segment_hash,
-        "section_types": [str(t) for t in layout.section_types],
-        "soma_segment": int(layout.soma_segment),
-        "input_segments": [int(i) for i in layout.input_segments],
-        "n_segments": int(layout.n_segments),
-    }
 
 
 def write_checkpoint(path, layout, segment_hash=None) -> None:
     """A random-weight tiny MH checkpoint for ``layout`` (optionally claiming another cell's hash)."""
-    n_segments, n_events = layout.n_segments, 2 * layout.input_segments.size
-    torch.manual_seed(0)
-    model = build_model("mh", {**TINY_MH, "in_channels": n_events + n_segments,
-                               "n_tasks": n_segments + 1, "event_channels": n_events})
-    with torch.no_grad():
-        model.towers.weights[-1].zero_()  # outputs = biases: bounded, never diverges
-    meta = {**model_meta(model, "mh"), "cell": cell_meta(layout), "data": {}, "training": {}}
+    save_untrained_checkpoint(path, layout)
     if segment_hash is not None:
+        payload = torch.load(path, weights_only=True)
+        meta = json.loads(payload["meta"])
         meta["cell"]["segment_hash"] = segment_hash
-    normalisation = Normalisation(np.full(n_segments, -70.0, np.float32), np.full(n_segments, 5.0, np.float32))
-    save_checkpoint(path, model, meta, normalisation)
+        payload["meta"] = json.dumps(meta)
+        torch.save(payload, path)
 
 
 @pytest.fixture(scope="module")

@@ -40,12 +40,12 @@ class DenseProduct:
     """
 
     def __init__(self, weight: Tensor, rows: int, bias: Tensor | None = None):
-        self.weight = weight.contiguous()
+        self.in_features, self.out_features = weight.shape
         self.bias = None if bias is None else bias.contiguous()
-        self.in_features, self.out_features = self.weight.shape
-        self.packed = None
-        if rows >= MIN_PACKED_ROWS and onednn_linear_available(self.weight):
-            self.packed = torch.ops.mkldnn._reorder_linear_weight(self.weight.t().contiguous(), rows)
+        self.weight, self.packed = weight.contiguous(), None
+        if rows >= MIN_PACKED_ROWS and onednn_linear_available(weight):
+            self.packed = torch.ops.mkldnn._reorder_linear_weight(weight.t().contiguous(), rows)
+            self.weight = None  # the packed copy replaces it (the tower weights are ~50 MB)
 
     def __call__(self, x: Tensor) -> Tensor:
         """(rows, in) -> (rows, out)."""

@@ -65,6 +65,42 @@ def model_meta(model: torch.nn.Module, family: str) -> dict:
     return {"family": family, "model_config": asdict(_unwrap(model).config)}
 
 
+def cell_meta_from_layout(layout) -> dict:
+    """The ``cell`` metadata of a checkpoint from a data set's :class:`CellLayout`."""
+    return {
+        "recipe": layout.recipe,
+        "segment_hash": layout.segment_hash,
+        "section_types": [str(t) for t in layout.section_types],
+        "soma_segment": int(layout.soma_segment),
+        "input_segments": [int(i) for i in layout.input_segments],
+        "n_segments": int(layout.n_segments),
+    }
+
+
+UNTRAINED_MH = {"channels": (4, 2), "kernel_size": 3, "dilations": (1, 2), "dropout": 0.0,
+                "window": 100, "tower_hidden": (4, 4)}
+
+
+def save_untrained_checkpoint(path: str | Path, layout, seed: int = 0) -> None:
+    """A tiny MH checkpoint at random initialisation for a cell layout, to try the plumbing.
+
+    The last tower layer is zeroed, so every voltage is its bias (about -70 mV): bounded,
+    never diverging, and meaningless.
+    """
+    import numpy as np
+
+    n_segments, n_events = layout.n_segments, 2 * len(layout.input_segments)
+    torch.manual_seed(seed)
+    model = build_model("mh", {**UNTRAINED_MH, "in_channels": n_events + n_segments,
+                               "n_tasks": n_segments + 1, "event_channels": n_events})
+    with torch.no_grad():
+        model.towers.weights[-1].zero_()
+    meta = {**model_meta(model, "mh"), "cell": cell_meta_from_layout(layout), "data": {},
+            "training": {"untrained": True}}
+    normalisation = Normalisation(np.full(n_segments, -70.0, np.float32), np.full(n_segments, 5.0, np.float32))
+    save_checkpoint(path, model, meta, normalisation)
+
+
 def read_checkpoint(path: str | Path, map_location="cpu") -> dict:
     """Load and validate a checkpoint file without executing code; ``meta`` is decoded."""
     path = Path(path)

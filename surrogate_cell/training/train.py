@@ -38,6 +38,7 @@ from surrogate_cell.models import build_model, load_model_config
 from surrogate_cell.spikes import best_crossing_threshold
 from surrogate_cell.training.checkpoint import (
     CheckpointError,
+    cell_meta_from_layout,
     model_meta,
     read_checkpoint,
     save_checkpoint,
@@ -172,19 +173,6 @@ class PreparedData:
     data_meta: dict
 
 
-def layout_meta(data_set) -> dict:
-    """Cell identity and channel layout for the checkpoint."""
-    layout = data_set.layout
-    return {
-        "recipe": layout.recipe,
-        "segment_hash": layout.segment_hash,
-        "section_types": [str(t) for t in layout.section_types],
-        "soma_segment": int(layout.soma_segment),
-        "input_segments": [int(i) for i in layout.input_segments],
-        "n_segments": int(layout.n_segments),
-    }
-
-
 def prepare_data(config: TrainConfig, window: int, progress: bool) -> PreparedData:
     """Split the simulations, fit the normalisation on the training split and stack windows."""
     data_set = open_data_set(config.data)
@@ -195,7 +183,7 @@ def prepare_data(config: TrainConfig, window: int, progress: bool) -> PreparedDa
         indices, config.validation_fraction, config.test_fraction, config.seed)
     train_raw = load_raw(data_set, train_ids, progress)
     normalisation = Normalisation.fit(train_raw[1])
-    cell_meta = layout_meta(data_set)
+    cell_meta = cell_meta_from_layout(data_set.layout)
     soma_traces = train_raw[1][:, cell_meta["soma_segment"]]
     cell_meta["spike_threshold_mv"], cell_meta["spike_threshold_f1"] = best_crossing_threshold(
         soma_traces, train_raw[3])
