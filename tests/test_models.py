@@ -35,7 +35,6 @@ FAMILY_SIZES = {
 }
 
 
-
 def make_input(batch: int = 5, density: float = 0.03, seed: int = 0) -> torch.Tensor:
     """Binary sparse event channels followed by dense voltage-like channels."""
     g = torch.Generator().manual_seed(seed)
@@ -50,6 +49,19 @@ def small_model(family: str, **overrides) -> torch.nn.Module:
 
 
 # ---------------------------------------------------------------- shapes / registry
+
+@pytest.mark.parametrize("family", sorted(FAMILY_SIZES))
+def test_residual_voltage_adds_the_last_input_voltage(family):
+    """With residual_voltage the towers predict changes from the last millisecond."""
+    x = make_input(batch=3)
+    plain = small_model(family, n_tasks=N_DENSE + 1).eval()
+    residual = small_model(family, n_tasks=N_DENSE + 1, residual_voltage=True).eval()
+    (v_plain, s_plain), (v_residual, s_residual) = plain(x), residual(x)
+    torch.testing.assert_close(v_residual - v_plain, x[:, N_EVENTS:, -1])
+    torch.testing.assert_close(s_residual, s_plain)
+    with pytest.raises(ValueError, match="one voltage input channel per voltage task"):
+        small_model(family, residual_voltage=True)
+
 
 @pytest.mark.parametrize("family", sorted(FAMILY_SIZES))
 def test_output_shapes(family):

@@ -35,12 +35,16 @@ class SurrogateConfig:
     dropout: float = 0.2
     window: int = 100
     event_channels: int = 0
+    residual_voltage: bool = False
 
     def __post_init__(self) -> None:
         """Normalise sequences and validate the task count."""
         self.dilations = as_int_tuple(self.dilations)
         if self.n_tasks < 2:
             raise ValueError("n_tasks counts the voltage tasks plus one spike task; need >= 2")
+        if self.residual_voltage and self.in_channels - self.event_channels != self.n_voltage_tasks:
+            raise ValueError("residual_voltage needs one voltage input channel per voltage task "
+                             f"({self.in_channels - self.event_channels} inputs, {self.n_voltage_tasks} tasks)")
 
     @property
     def n_voltage_tasks(self) -> int:
@@ -54,6 +58,15 @@ class SurrogateConfig:
             dilations=self.dilations, dropout=self.dropout, window=self.window,
             n_members=n_members, event_channels=self.event_channels,
         )
+
+
+def finish_outputs(out: Tensor, x: Tensor, config: SurrogateConfig) -> tuple[Tensor, Tensor]:
+    """Split task outputs; with ``residual_voltage`` the voltage outputs are changes from the
+    last input millisecond (so doing nothing predicts persistence, the towers learn updates)."""
+    voltage, spike = split_outputs(out)
+    if config.residual_voltage:
+        voltage = voltage + x[:, config.event_channels:, -1]
+    return voltage, spike
 
 
 def split_outputs(out: Tensor) -> tuple[Tensor, Tensor]:

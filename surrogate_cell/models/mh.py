@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from torch import Tensor, nn
 
-from .base import SurrogateConfig, as_int_tuple, split_outputs
+from .base import SurrogateConfig, as_int_tuple, finish_outputs
 from .tcn import TCN
 from .towers import StackedTowers
 
@@ -38,4 +38,4 @@ class MH(nn.Module):
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """Voltage predictions (batch, n_tasks - 1) and spike logit (batch,)."""
-        return split_outputs(self.towers(self.tcn(x).squeeze(1)))
+        return finish_outputs(self.towers(self.tcn(x).squeeze(1)), x, self.config)

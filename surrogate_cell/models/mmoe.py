@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from .base import SurrogateConfig, as_int_tuple, split_outputs
+from .base import SurrogateConfig, as_int_tuple, finish_outputs
 from .tcn import TCN
 from .towers import StackedTowers
 
@@ -89,7 +89,8 @@ class MMoE(nn.Module):
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """Voltage predictions (batch, n_tasks - 1) and spike logit (batch,)."""
         gates, experts = self.gates_and_experts(x)
-        return split_outputs(self.towers.from_first_layer(self._first_tower_layer(gates, experts)))
+        return finish_outputs(self.towers.from_first_layer(self._first_tower_layer(gates, experts)), x,
+                              self.config)
 
     def _first_tower_layer(self, gates: Tensor, experts: Tensor) -> Tensor:
         """``towers.first_layer(mixtures)`` without building the mixtures.
