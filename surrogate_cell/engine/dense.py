@@ -1,10 +1,10 @@
 """Products with a fixed weight matrix, on the fastest CPU kernel for the expected row count.
 
 On this project's CPUs (AMD EPYC) torch's default float32 matrix product (MKL) is slow for
-the short, wide products of stepping (a few to a few hundred rows times a 50 MB weight):
-it re-packs the weight at every call. oneDNN's linear with a weight packed once is 1.5-3x
-faster there (see ``benchmarks/bench_engine.py``); for a single row MKL's matrix-vector
-product is faster. oneDNN is used through the operators torch's own compiler (Inductor)
+the short, wide products of stepping (a few to a few hundred rows times a 20-50 MB weight):
+it re-packs the weight at every call. oneDNN's linear with a weight packed once is 1.5-2x
+faster there (measured at 5-500 rows on the paper-size tower and gate weights); for a
+single row MKL's matrix-vector product is faster. oneDNN is used through the operators torch's own compiler (Inductor)
 uses for frozen linear layers; without them (other builds, float64, GPU) this falls back
 to ``torch.matmul``.
 """
@@ -44,7 +44,8 @@ class DenseProduct:
         self.bias = None if bias is None else bias.contiguous()
         self.weight, self.packed = weight.contiguous(), None
         if rows >= MIN_PACKED_ROWS and onednn_linear_available(weight):
-            self.packed = torch.ops.mkldnn._reorder_linear_weight(weight.t().contiguous(), rows)
+            self.packed = _packed_or_none(self.weight, rows)
+        if self.packed is not None:
             self.weight = None  # the packed copy replaces it (the tower weights are ~50 MB)
 
     def __call__(self, x: Tensor) -> Tensor:
@@ -59,3 +60,11 @@ class DenseProduct:
     def flops_per_row(self) -> int:
         """Multiply-adds counted as two FLOPs, per row of ``x``."""
         return 2 * self.in_features * self.out_features
+
+
+def _packed_or_none(weight: Tensor, rows: int) -> Tensor | None:
+    """``weight`` (in, out) packed for oneDNN's linear, or ``None`` if oneDNN refuses it."""
+    try:
+        return torch.ops.mkldnn._reorder_linear_weight(weight.t().contiguous(), rows)
+    except RuntimeError:
+        return None

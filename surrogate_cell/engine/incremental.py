@@ -60,6 +60,7 @@ class IncrementalStepper:
         if config.in_channels != self.n_events + self.n_segments:
             raise ValueError(f"the model reads {config.in_channels} channels, not events + voltages "
                              f"({self.n_events} + {self.n_segments})")
+        self.residual_voltage = config.residual_voltage
         self.mean = torch.as_tensor(normalisation.mean, device=device, dtype=dtype)
         self.std = torch.as_tensor(normalisation.std, device=device, dtype=dtype)
         with torch.no_grad():
@@ -104,7 +105,8 @@ class IncrementalStepper:
         self.input_layer.push(events, self.latest_z)
         self._update_stacks(full=False)
         outputs = self.head([stack.features() for stack in self.stacks])
-        self.latest_z, self.spike_logits = outputs[:, :-1], outputs[:, -1]
+        self.spike_logits = outputs[:, -1]
+        self.latest_z = outputs[:, :-1] + self.latest_z if self.residual_voltage else outputs[:, :-1]
         self.steps_taken += 1
         voltage = self.latest_z * self.std + self.mean
         check_finite(voltage, self.steps_taken)
@@ -118,16 +120,21 @@ class IncrementalStepper:
         for stack, conv, residual in zip(self.stacks, first_conv, first_residual):
             stack.update(conv, residual, full)
 
-    def flops_per_cell_step(self, event_density: float = 0.01) -> int:
-        """FLOPs one cell needs per step on this incremental path (multiply-adds count 2).
+    def flop_breakdown(self, event_density: float = 0.01) -> dict[str, int]:
+        """FLOPs one cell needs per step on this incremental path, by part (multiply-adds count 2).
 
-        Counted analytically: the newest input column (events at ``event_density``), the
-        first convolution's tap sums, every later convolution at its recomputed positions,
-        and the head. Element-wise activations are not counted.
+        Counted analytically: the newest input column (events at ``event_density``) and the
+        first convolution's tap sums; every later convolution at its recomputed positions;
+        the head (gates, mixing, towers). Element-wise activations are not counted.
         """
         spans = self.stacks[0].first_spans(full=False)
-        return (self.input_layer.flops(event_density, spans)
-                + sum(stack.flops() for stack in self.stacks) + self.head.flops())
+        return {"input layer": self.input_layer.flops(event_density, spans),
+                "later layers": sum(stack.flops() for stack in self.stacks),
+                "head": self.head.flops()}
+
+    def flops_per_cell_step(self, event_density: float = 0.01) -> int:
+        """Total of :meth:`flop_breakdown`."""
+        return sum(self.flop_breakdown(event_density).values())
 
     def state_bytes(self) -> int:
         """Bytes held by the per-cell window state (all sliding windows)."""

@@ -43,45 +43,93 @@ def dirty_spans(prefix: int, length: int, full: bool = False) -> Spans:
     return ((0, prefix), (length - 1, length))
 
 
-def span_positions(spans: Spans) -> list[int]:
-    """The positions covered by ``spans``, in order."""
-    return [t for start, stop in spans for t in range(start, stop)]
+def span_length(spans: Spans) -> int:
+    """Number of positions covered by ``spans``."""
+    return sum(stop - start for start, stop in spans)
 
 
-def write_spans(target: Tensor, values: Tensor, spans: Spans) -> None:
-    """Copy consecutive chunks of ``values`` (..., n) into the time positions ``spans`` of ``target``."""
+def gather_spans(source: Tensor, spans: Spans) -> Tensor:
+    """The time positions ``spans`` of ``source`` (..., time), concatenated: (..., n)."""
+    if len(spans) == 1:
+        return source[..., spans[0][0]:spans[0][1]]
+    return torch.cat([source[..., start:stop] for start, stop in spans], dim=-1)
+
+
+def write_sigmoid_spans(target: Tensor, values: Tensor, spans: Spans) -> None:
+    """Write ``sigmoid`` of consecutive chunks of ``values`` (..., n) to the positions ``spans`` of ``target``."""
     offset = 0
     for start, stop in spans:
-        target[..., start:stop] = values[..., offset:offset + stop - start]
+        torch.sigmoid(values[..., offset:offset + stop - start], out=target[..., start:stop])
         offset += stop - start
+
+
+MAX_UNFOLDED_MACS = 6_000_000
+"""Convolutions with fewer multiply-adds per call run as one batched matrix product.
+
+oneDNN's convolution (behind ``conv1d``) costs ~0.1 ms per call even for a single output
+position; below about this size an explicit unfold-and-multiply is faster (measured on
+the paper-size layers, 1 to 100 cells)."""
 
 
 @dataclass
 class CausalConv:
-    """A (grouped) causal convolution: left padding ``pad`` then ``conv1d``."""
+    """A (grouped) causal convolution (left padding ``pad``), evaluated at chosen window positions."""
 
     weight: Tensor
     bias: Tensor | None
     dilation: int = 1
     groups: int = 1
 
-    @property
-    def pad(self) -> int:
-        """Zero steps the convolution reads before the window start."""
-        return (self.weight.shape[-1] - 1) * self.dilation
+    def __post_init__(self) -> None:
+        """Keep the per-group views of weight and bias that the unfolded product uses."""
+        self.pad = (self.weight.shape[-1] - 1) * self.dilation
+        self.group_weight = self.weight.reshape(self.groups, self.weight.shape[0] // self.groups, -1)
+        self.group_bias = None if self.bias is None else self.bias.view(self.groups, -1, 1)
 
-    def at(self, padded: Tensor, start: int, stop: int) -> Tensor:
-        """Outputs (batch, out, stop - start) at window positions ``[start, stop)``.
+    def at(self, padded: Tensor, spans: Spans) -> Tensor:
+        """Outputs (batch, out, n) at the window positions of ``spans``, concatenated.
 
         ``padded`` is the input window preceded by exactly ``pad`` zero steps.
         """
-        return F.conv1d(padded[..., start:stop + self.pad], self.weight, self.bias,
-                        dilation=self.dilation, groups=self.groups)
+        if self.multiply_adds(padded.shape[0] * span_length(spans)) < MAX_UNFOLDED_MACS:
+            return self._unfolded(padded, spans)
+        outputs = [F.conv1d(padded[..., start:stop + self.pad], self.weight, self.bias,
+                            dilation=self.dilation, groups=self.groups) for start, stop in spans]
+        return outputs[0] if len(outputs) == 1 else torch.cat(outputs, dim=-1)
+
+    def _unfolded(self, padded: Tensor, spans: Spans) -> Tensor:
+        """The convolution as a product of per-group weights with the unfolded input.
+
+        Columns are ordered (group, channel, tap) x (cell, position), so all cells and
+        positions of all spans form the wide side of one product per group.
+        """
+        views = [self._unfold(padded, start, stop) for start, stop in spans]
+        columns = views[0] if len(views) == 1 else torch.cat(views, dim=-1)
+        groups, in_per_group, kernel, batch, positions = columns.shape
+        columns = columns.reshape(groups, in_per_group * kernel, batch * positions)
+        if self.group_bias is None:
+            out = torch.bmm(self.group_weight, columns)
+        else:
+            out = torch.baddbmm(self.group_bias, self.group_weight, columns)
+        return out.view(-1, batch, positions).transpose(0, 1)
+
+    def _unfold(self, padded: Tensor, start: int, stop: int) -> Tensor:
+        """View (groups, channels per group, taps, batch, positions) of the inputs of ``[start, stop)``."""
+        _, in_per_group, kernel = self.weight.shape
+        stride_b, stride_c, stride_t = padded.stride()
+        return padded.as_strided(
+            (self.groups, in_per_group, kernel, padded.shape[0], stop - start),
+            (in_per_group * stride_c, stride_c, self.dilation * stride_t, stride_b, stride_t),
+            padded.storage_offset() + start * stride_t,
+        )
+
+    def multiply_adds(self, positions: int) -> int:
+        """Multiply-adds for ``positions`` output positions (cells times window positions)."""
+        return self.weight.numel() * positions
 
     def flops(self, positions: int) -> int:
-        """Multiply-adds (two FLOPs each) for ``positions`` output positions."""
-        out_channels, in_per_group, kernel = self.weight.shape
-        return 2 * out_channels * in_per_group * kernel * positions
+        """FLOPs (two per multiply-add) for ``positions`` output positions."""
+        return 2 * self.multiply_adds(positions)
 
 
 class InputLayer:
@@ -105,14 +153,12 @@ class InputLayer:
         self.channels, self.n_events, self.window = sum(self.widths), n_events, window
         self.conv_bias = torch.cat([block.conv1_bias for block in first_blocks])
         self.residual_bias = torch.cat([_residual_bias(block) for block in first_blocks])
-        weight = _column_weight(first_blocks)  # (in, (kernel + 1) * channels)
-        self.column_weight = weight
-        self.event_product = DenseProduct(weight[:n_events], batch)
-        self.voltage_product = DenseProduct(weight[n_events:], batch)
+        self.column_weight = _column_weight(first_blocks)  # (in, (kernel + 1) * channels)
+        self.voltage_product = DenseProduct(self.column_weight[n_events:], batch)
+        self._dense_event_product: DenseProduct | None = None  # built if events are ever dense
         self.taps = SlidingWindow((batch, window, self.kernel, self.channels), 1, self.pad, window,
                                   device, dtype)
         self.residual = SlidingWindow((batch, self.channels, window), -1, 0, window, device, dtype)
-        self._tap_index = torch.arange(self.kernel, device=device)
 
     def advance(self) -> None:
         """Move the window by one step; :meth:`push` must then fill the newest column."""
@@ -133,28 +179,43 @@ class InputLayer:
 
     def event_contributions(self, events: Tensor) -> Tensor:
         """``events @ event rows of the weight``: a sum of weight rows when events are sparse."""
+        weight = self.column_weight[:self.n_events]
         cells, channels = torch.nonzero(events, as_tuple=True)
         if cells.numel() > MAX_SPARSE_DENSITY * events.numel():
-            return self.event_product(events)
+            if self._dense_event_product is None:
+                self._dense_event_product = DenseProduct(weight, events.shape[0])
+            return self._dense_event_product(events)
         counts = torch.bincount(cells, minlength=events.shape[0])
         offsets = torch.cumsum(counts, 0) - counts
-        weight = self.column_weight[:self.n_events]
         return F.embedding_bag(channels, weight, offsets, mode="sum",
                                per_sample_weights=events[cells, channels])
 
     def conv_at(self, spans: Spans) -> Tensor:
         """First-convolution pre-activations (batch, channels, n) at the positions of ``spans``."""
-        positions = torch.tensor(span_positions(spans), device=self._tap_index.device)
-        rows = positions[:, None] + self._tap_index * self.dilation  # padded coordinates
-        summed = self.taps.padded()[:, rows, self._tap_index].sum(2)
+        summed = torch.cat([self._tap_sum(start, stop) for start, stop in spans], dim=1)
         return (summed + self.conv_bias).transpose(1, 2)
+
+    def _tap_sum(self, start: int, stop: int) -> Tensor:
+        """``sum_k Z[t - (K-1-k) d, k]`` (batch, stop - start, channels) for ``t`` in ``[start, stop)``.
+
+        In the padded window, tap ``k`` of position ``t`` sits at row ``t + k d``: a strided
+        view steps one row per position and ``d`` rows plus one tap per tap.
+        """
+        padded = self.taps.padded()
+        batch_stride, row_stride, tap_stride, channel_stride = padded.stride()
+        diagonal = padded.as_strided(
+            (padded.shape[0], stop - start, self.kernel, self.channels),
+            (batch_stride, row_stride, self.dilation * row_stride + tap_stride, channel_stride),
+            padded.storage_offset() + start * row_stride,
+        )
+        return diagonal.sum(2)
 
     def flops(self, event_density: float, spans: Spans) -> int:
         """FLOPs per cell of one step: the newest column, then the tap sums at ``spans``."""
         per_row = 2 * (self.kernel + 1) * self.channels
         events = event_density * self.n_events * per_row
         voltages = self.voltage_product.flops_per_row()
-        return int(events + voltages + len(span_positions(spans)) * self.kernel * self.channels)
+        return int(events + voltages + span_length(spans) * self.kernel * self.channels)
 
     def _store(self, contributions: Tensor, taps: Tensor, residual: Tensor) -> None:
         """Split (batch, time, (kernel + 1) * channels) into the tap and residual windows."""
@@ -224,7 +285,7 @@ class IncrementalTCN:
 
     def update(self, first_conv: Tensor, first_residual: Tensor, full: bool) -> None:
         """Recompute the changed positions of every layer (all of them if ``full``)."""
-        write_spans(self.hidden[0].window(), torch.sigmoid(first_conv), self.first_spans(full))
+        write_sigmoid_spans(self.hidden[0].window(), first_conv, self.first_spans(full))
         for index in range(len(self.conv2)):
             if index:
                 self._update_hidden(index, full)
@@ -238,35 +299,33 @@ class IncrementalTCN:
         """FLOPs per cell of one step (convolutions at the recomputed positions)."""
         total = 0
         for index, conv2 in enumerate(self.conv2):
-            n_out = len(span_positions(dirty_spans(self.output_prefix[index], self.window)))
+            n_out = span_length(dirty_spans(self.output_prefix[index], self.window))
             total += conv2.flops(n_out)
             if index:
-                n_hidden = len(span_positions(dirty_spans(self.hidden_prefix[index], self.window)))
+                n_hidden = span_length(dirty_spans(self.hidden_prefix[index], self.window))
                 total += self.conv1[index].flops(n_hidden)
                 total += 0 if self.shortcut[index] is None else self.shortcut[index].flops(n_out)
         return total
 
     def _update_hidden(self, index: int, full: bool) -> None:
         """``sigmoid(conv1(previous output))`` of block ``index`` at its changed positions."""
-        source, target = self.outputs[index - 1].padded(), self.hidden[index].window()
-        for start, stop in dirty_spans(self.hidden_prefix[index], self.window, full):
-            target[..., start:stop] = torch.sigmoid(self.conv1[index].at(source, start, stop))
+        spans = dirty_spans(self.hidden_prefix[index], self.window, full)
+        convolved = self.conv1[index].at(self.outputs[index - 1].padded(), spans)
+        write_sigmoid_spans(self.hidden[index].window(), convolved, spans)
 
     def _update_output(self, index: int, first_residual: Tensor, full: bool) -> None:
         """Block output ``sigmoid(sigmoid(conv2(hidden)) + residual)`` at its changed positions."""
-        hidden, target = self.hidden[index].padded(), self.outputs[index].window()
-        for start, stop in dirty_spans(self.output_prefix[index], self.window, full):
-            activated = torch.sigmoid(self.conv2[index].at(hidden, start, stop))
-            activated += self._residual(index, first_residual, start, stop)
-            target[..., start:stop] = torch.sigmoid(activated)
+        spans = dirty_spans(self.output_prefix[index], self.window, full)
+        activated = torch.sigmoid(self.conv2[index].at(self.hidden[index].padded(), spans))
+        activated += self._residual(index, first_residual, spans)
+        write_sigmoid_spans(self.outputs[index].window(), activated, spans)
 
-    def _residual(self, index: int, first_residual: Tensor, start: int, stop: int) -> Tensor:
-        """Residual term of block ``index`` at positions ``[start, stop)``."""
+    def _residual(self, index: int, first_residual: Tensor, spans: Spans) -> Tensor:
+        """Residual term of block ``index`` at the positions of ``spans``."""
         if index == 0:
-            return first_residual[..., start:stop]
-        block_input = self.outputs[index - 1].window()[..., start:stop]
-        shortcut = self.shortcut[index]
-        return block_input if shortcut is None else shortcut.at(block_input, 0, stop - start)
+            return gather_spans(first_residual, spans)
+        block_input, shortcut = self.outputs[index - 1].window(), self.shortcut[index]
+        return gather_spans(block_input, spans) if shortcut is None else shortcut.at(block_input, spans)
 
 
 def _changed_prefixes(pads: list[int]) -> tuple[list[int], list[int]]:

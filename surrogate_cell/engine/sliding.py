@@ -30,7 +30,7 @@ class SlidingWindow:
         storage_shape = list(shape)
         storage_shape[self.time_dim] = pad + self.length + max(slack, 1)
         self.storage = torch.zeros(storage_shape, device=device, dtype=dtype)
-        self.start = pad
+        self._move_start(pad)
 
     @property
     def capacity(self) -> int:
@@ -39,27 +39,35 @@ class SlidingWindow:
 
     def window(self) -> Tensor:
         """View of the ``length`` window steps, oldest first."""
-        return self.storage.narrow(self.time_dim, self.start, self.length)
+        return self._window
 
     def padded(self) -> Tensor:
         """View of the window preceded by its ``pad`` zero steps."""
-        return self.storage.narrow(self.time_dim, self.start - self.pad, self.pad + self.length)
+        return self._padded
 
     def newest(self) -> Tensor:
         """View of the newest step (time axis kept, of size 1)."""
-        return self.storage.narrow(self.time_dim, self.start + self.length - 1, 1)
+        return self._newest
 
     def advance(self) -> None:
         """Drop the oldest step and open a newest one (stale until written)."""
         if self.pad:  # the dropped step becomes the last padding step
-            self.storage.narrow(self.time_dim, self.start, 1).zero_()
-        self.start += 1
-        if self.start + self.length > self.capacity:
+            self._window.narrow(self.time_dim, 0, 1).zero_()
+        if self.start + 1 + self.length > self.capacity:
             self._move_to_front()
+        else:
+            self._move_start(self.start + 1)
 
     def _move_to_front(self) -> None:
-        """Copy padding and window (minus the stale newest step) back to the storage start."""
+        """Copy padding and window (minus the oldest step) back to the storage start."""
         kept = self.pad + self.length - 1
-        source = self.storage.narrow(self.time_dim, self.start - self.pad, kept).clone()
+        source = self.storage.narrow(self.time_dim, self.start + 1 - self.pad, kept).clone()
         self.storage.narrow(self.time_dim, 0, kept).copy_(source)
-        self.start = self.pad
+        self._move_start(self.pad)
+
+    def _move_start(self, start: int) -> None:
+        """Place the window at storage step ``start`` (views are cached: they are read often)."""
+        self.start = start
+        self._window = self.storage.narrow(self.time_dim, start, self.length)
+        self._padded = self.storage.narrow(self.time_dim, start - self.pad, self.pad + self.length)
+        self._newest = self.storage.narrow(self.time_dim, start + self.length - 1, 1)

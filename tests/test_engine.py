@@ -1,0 +1,235 @@
+"""The incremental stepping engine against a full-window recompute (small models, one thread)."""
+
+from __future__ import annotations
+
+import LFPy
+import numpy as np
+import pytest
+import torch
+
+from surrogate_cell.cells import l5pc
+from surrogate_cell.data.simulation import SYNAPSE_SECTION_TYPES, cell_layout
+from surrogate_cell.datasets.windows import Normalisation, model_input
+from surrogate_cell.engine import FullWindowStepper, IncrementalStepper, SurrogateDivergedError
+from surrogate_cell.engine.dense import DenseProduct
+from surrogate_cell.engine.sliding import SlidingWindow
+from surrogate_cell.models import build_model
+from surrogate_cell.surrogate_cell import SurrogateCell
+from surrogate_cell.training.checkpoint import cell_meta_from_layout, model_meta, save_checkpoint
+
+N_EVENTS, N_SEGMENTS, N_CELLS = 12, 7, 4
+FAMILY_SIZES = {
+    "mh": dict(channels=(6, 4, 3), tower_hidden=(5, 5)),
+    "mmoe": dict(n_experts=3, expert_channels=(6, 4, 3), compressor_channels=(4, 2, 2),
+                 tower_hidden=(5, 5)),
+    "mmoeex": dict(n_experts=4, expert_channels=(6, 4, 3), compressor_channels=(4, 2, 2),
+                   tower_hidden=(5, 5), exclusivity_fraction=0.25),
+}
+PAPER_WINDOW = dict(window=100, kernel_size=10, dilations=(1, 2, 4))
+SHORT_WINDOW = dict(window=20, kernel_size=5, dilations=(2, 3, 1))  # padding covers the window
+TINY_L5PC_MH = dict(channels=(4, 2), kernel_size=3, dilations=(1, 2), dropout=0.0, window=100,
+                    tower_hidden=(4, 4))
+NORMALISATION = Normalisation(np.full(N_SEGMENTS, -70.0, np.float32), np.full(N_SEGMENTS, 5.0, np.float32))
+
+
+
+def small_model(family: str, window: dict = PAPER_WINDOW, **overrides) -> torch.nn.Module:
+    """A seeded random-weight model of ``family`` reading events then voltages."""
+    torch.manual_seed(0)
+    return build_model(family, {**FAMILY_SIZES[family], **window, "dropout": 0.0, **overrides,
+                                "in_channels": N_EVENTS + N_SEGMENTS, "n_tasks": N_SEGMENTS + 1,
+                                "event_channels": N_EVENTS})
+
+
+def random_events(generator: torch.Generator, *shape: int, density=None) -> torch.Tensor:
+    """Binary events; by default each cell has its own density between 1 % and 5 %."""
+    if density is None:
+        density = torch.linspace(0.01, 0.05, shape[0]).view(-1, *[1] * (len(shape) - 1))
+    return (torch.rand(*shape, generator=generator) < density).float()
+
+
+def start_both(model, dtype, window: int, seed: int = 1):
+    """A full-window and an incremental stepper from the same random history."""
+    generator = torch.Generator().manual_seed(seed)
+    history = -70.0 + 5.0 * torch.randn(N_CELLS, window, N_SEGMENTS, generator=generator)
+    events = random_events(generator, N_CELLS, window, N_EVENTS)
+    reference = FullWindowStepper(model, NORMALISATION, N_CELLS, dtype=dtype)
+    incremental = IncrementalStepper(model, NORMALISATION, N_CELLS, dtype=dtype)
+    reference.reset(history, events)
+    incremental.reset(history, events)
+    return reference, incremental, generator
+
+
+def largest_relative_error(model, dtype, window: int, n_steps: int = 150, density=None) -> float:
+    """Largest error over ``n_steps`` relative to the largest |reference|, in mV and in z-units."""
+    reference, incremental, generator = start_both(model, dtype, window)
+    worst = 0.0
+    for _ in range(n_steps):
+        events = random_events(generator, N_CELLS, N_EVENTS, density=density)
+        expected, got = reference.step(events), incremental.step(events)
+        for scale in (lambda v: v, NORMALISATION.to_z):
+            error = (scale(got) - scale(expected)).abs().max() / scale(expected).abs().max()
+            worst = max(worst, float(error))
+    return worst
+
+
+# ------------------------------------------------------------------ equality with a full recompute
+
+
+@pytest.mark.parametrize("window", [PAPER_WINDOW, SHORT_WINDOW], ids=["paper", "short"])
+@pytest.mark.parametrize("family", sorted(FAMILY_SIZES))
+def test_incremental_equals_full_recompute_in_float64(family, window):
+    model = small_model(family, window)
+    assert largest_relative_error(model, torch.float64, window["window"]) < 1e-12
+
+
+@pytest.mark.parametrize("family", sorted(FAMILY_SIZES))
+def test_incremental_matches_full_recompute_in_float32(family):
+    model = small_model(family)
+    assert largest_relative_error(model, torch.float32, PAPER_WINDOW["window"]) < 1e-5
+
+
+@pytest.mark.parametrize("family", sorted(FAMILY_SIZES))
+def test_incremental_equals_full_recompute_for_residual_voltage_models(family):
+    model = small_model(family, residual_voltage=True)  # random updates drift: keep the run short
+    assert largest_relative_error(model, torch.float64, PAPER_WINDOW["window"], n_steps=30) < 1e-12
+
+
+def test_dense_events_take_the_dense_path_and_stay_exact():
+    model = small_model("mh")
+    assert largest_relative_error(model, torch.float64, 100, n_steps=30, density=0.3) < 1e-12
+
+
+def test_mixing_before_the_towers_gives_the_same_outputs():
+    model = small_model("mmoe")
+    generator = torch.Generator().manual_seed(3)
+    history = -70.0 + 5.0 * torch.randn(1, 100, N_SEGMENTS, generator=generator)
+    steppers = [IncrementalStepper(model, NORMALISATION, N_CELLS, dtype=torch.float64, mix_first=mix)
+                for mix in (False, True)]
+    for stepper in steppers:
+        stepper.reset(history)  # one history broadcast to every cell
+    for _ in range(20):
+        events = random_events(generator, N_CELLS, N_EVENTS)
+        per_expert, mixed_first = (stepper.step(events) for stepper in steppers)
+        torch.testing.assert_close(mixed_first, per_expert, rtol=1e-12, atol=0)
+
+
+def test_spike_logits_match_the_model():
+    model = small_model("mmoeex").double()
+    reference, incremental, generator = start_both(model, torch.float64, 100)
+    for _ in range(5):
+        events = random_events(generator, N_CELLS, N_EVENTS)
+        voltages_before = reference.voltages.clone()
+        reference.step(events)
+        incremental.step(events)
+    _, expected = model(model_input(reference.events, voltages_before))
+    torch.testing.assert_close(incremental.spike_logits, expected, rtol=1e-12, atol=1e-12)
+
+
+# ------------------------------------------------------------------ long runs and divergence
+
+
+def test_ten_second_free_run_stays_finite_and_exact():
+    torch.manual_seed(0)
+    model = build_model("mh", {**TINY_L5PC_MH, "in_channels": N_EVENTS + N_SEGMENTS,
+                               "n_tasks": N_SEGMENTS + 1, "event_channels": N_EVENTS})
+    stepper = IncrementalStepper(model, NORMALISATION, 2)
+    generator = torch.Generator().manual_seed(4)
+    stepper.reset(-70.0 + torch.randn(2, 100, N_SEGMENTS, generator=generator))
+    events = random_events(generator, 10_000, 2, N_EVENTS, density=0.02)
+    voltages = torch.empty(10_000, 2, N_SEGMENTS)
+    for step in range(10_000):
+        voltages[step] = stepper.step(events[step])
+    assert torch.isfinite(voltages).all()
+    # After 10 000 window moves the state still equals a fresh full recompute of the last window.
+    window_voltages = NORMALISATION.to_z(voltages[-101:-1]).transpose(0, 1)
+    expected_z, _ = model(model_input(events[-100:].transpose(0, 1), window_voltages))
+    torch.testing.assert_close(NORMALISATION.to_z(voltages[-1]), expected_z, rtol=0, atol=2e-5)
+
+
+def test_nan_input_stops_with_the_step_and_cell():
+    stepper = IncrementalStepper(small_model("mh"), NORMALISATION, N_CELLS)
+    stepper.reset(torch.full((1, 100, N_SEGMENTS), -70.0))
+    quiet = torch.zeros(N_CELLS, N_EVENTS)
+    for _ in range(3):
+        stepper.step(quiet)
+    poisoned = quiet.clone()
+    poisoned[2, 5] = float("nan")
+    with pytest.raises(SurrogateDivergedError, match=r"step 4 .*cell 2,"):
+        stepper.step(poisoned)
+
+
+def test_runaway_voltage_stops_with_the_step_and_cell():
+    model = small_model("mh")
+    with torch.no_grad():
+        model.towers.biases[-1][3] = 1e3  # segment 3: z = 1000, i.e. 5 V
+    stepper = IncrementalStepper(model, NORMALISATION, N_CELLS)
+    stepper.reset(torch.full((1, 100, N_SEGMENTS), -70.0))
+    with pytest.raises(SurrogateDivergedError, match=r"step 1 .*cell 0, segment 3"):
+        stepper.step(torch.zeros(N_CELLS, N_EVENTS))
+
+
+# ------------------------------------------------------------------ through SurrogateCell
+
+
+@pytest.fixture(scope="module")
+def l5pc_checkpoint(tmp_path_factory):
+    """A tiny random MH for the default l5pc whose outputs depend on its input."""
+    layout = cell_layout(l5pc(), SYNAPSE_SECTION_TYPES)
+    n_segments, n_events = layout.n_segments, 2 * layout.input_segments.size
+    torch.manual_seed(0)
+    model = build_model("mh", {**TINY_L5PC_MH, "in_channels": n_events + n_segments,
+                               "n_tasks": n_segments + 1, "event_channels": n_events})
+    meta = {**model_meta(model, "mh"), "cell": cell_meta_from_layout(layout), "data": {}, "training": {}}
+    normalisation = Normalisation(np.full(n_segments, -70.0, np.float32),
+                                  np.full(n_segments, 5.0, np.float32))
+    path = tmp_path_factory.mktemp("engine") / "random.pt"
+    save_checkpoint(path, model, meta, normalisation)
+    return path
+
+
+def simulated_vmem(checkpoint, stepper) -> np.ndarray:
+    cell = SurrogateCell(model=checkpoint, tstop=30.0, device="cpu", stepper=stepper)
+    for kind, syntype, times in (("apic", "AMPANMDA", [2.0, 9.5, 20.0]), ("dend", "GABAA", [5.0])):
+        synapse = LFPy.Synapse(cell, idx=int(cell.get_idx(kind)[5]), syntype=syntype, weight=1.0)
+        synapse.set_spike_times(np.array(times))
+    cell.simulate(rec_vmem=True)
+    return cell.vmem
+
+
+def test_surrogate_cell_runs_on_the_incremental_stepper(l5pc_checkpoint):
+    expected = simulated_vmem(l5pc_checkpoint, FullWindowStepper)
+    got = simulated_vmem(l5pc_checkpoint, IncrementalStepper)
+    assert np.ptp(expected[:, 1:], axis=1).max() > 0  # the run is not trivially constant
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=0)
+
+
+# ------------------------------------------------------------------ building blocks
+
+
+def test_sliding_window_keeps_the_last_steps_and_zero_padding():
+    sliding = SlidingWindow((2, 3, 5), time_dim=-1, pad=4, slack=2, device=torch.device("cpu"),
+                            dtype=torch.float64)
+    sliding.window().copy_(torch.arange(5.0).expand(2, 3, 5))
+    for step in range(5, 40):  # several moves back to the storage start
+        sliding.advance()
+        sliding.newest().fill_(float(step))
+        expected = torch.arange(step - 4.0, step + 1.0, dtype=torch.float64)
+        torch.testing.assert_close(sliding.window(), expected.expand(2, 3, 5))
+        assert not sliding.padded()[..., :4].any()
+
+
+def test_dense_product_equals_matmul():
+    generator = torch.Generator().manual_seed(5)
+    weight, bias = torch.randn(64, 300, generator=generator), torch.randn(300, generator=generator)
+    for rows in (1, 7):
+        x = torch.randn(rows, 64, generator=generator)
+        torch.testing.assert_close(DenseProduct(weight, rows, bias)(x), x @ weight + bias,
+                                   rtol=1e-5, atol=1e-5)
+
+
+def test_flop_count_is_below_a_full_window_recompute():
+    stepper = IncrementalStepper(small_model("mmoe"), NORMALISATION, 1)
+    config = stepper.model.config
+    first_conv_full = 2 * config.in_channels * config.kernel_size * config.window * (6 * 3 + 4)
+    assert 0 < stepper.flops_per_cell_step() < first_conv_full
