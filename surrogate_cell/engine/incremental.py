@@ -25,7 +25,7 @@ from torch import Tensor
 from surrogate_cell.datasets.windows import Normalisation
 from surrogate_cell.engine.heads import MHHead, MMoEHead
 from surrogate_cell.engine.incremental_tcn import InputLayer, IncrementalTCN
-from surrogate_cell.engine.stepper import check_finite
+from surrogate_cell.engine.stepper import adopt_model, check_finite
 from surrogate_cell.models import MH, MMoE, TCN
 
 
@@ -51,18 +51,12 @@ class IncrementalStepper:
     def __init__(self, model: torch.nn.Module, normalisation: Normalisation, n_cells: int,
                  device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32,
                  mix_first: bool = False):
-        self.model = model.to(device=device, dtype=dtype).eval()
-        self.device, self.dtype = torch.device(device), dtype
+        adopt_model(self, model, normalisation, n_cells, device, dtype)
         config = model.config
-        self.window, self.n_events = config.window, config.event_channels
-        self.n_segments = config.n_tasks - 1
-        self.n_cells = n_cells
         if config.in_channels != self.n_events + self.n_segments:
             raise ValueError(f"the model reads {config.in_channels} channels, not events + voltages "
                              f"({self.n_events} + {self.n_segments})")
         self.residual_voltage = config.residual_voltage
-        self.mean = torch.as_tensor(normalisation.mean, device=device, dtype=dtype)
-        self.std = torch.as_tensor(normalisation.std, device=device, dtype=dtype)
         with torch.no_grad():
             self._build(model, mix_first)
         self.latest_z = torch.zeros(n_cells, self.n_segments, device=device, dtype=dtype)

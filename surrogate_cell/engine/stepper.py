@@ -18,6 +18,19 @@ class SurrogateDivergedError(RuntimeError):
     """A predicted voltage became NaN/inf or left the physiological range."""
 
 
+def adopt_model(stepper, model: torch.nn.Module, normalisation: Normalisation, n_cells: int,
+                device: torch.device | str, dtype: torch.dtype) -> None:
+    """Set the attributes every stepper shares: model on its device, sizes, normalisation."""
+    stepper.model = model.to(device=device, dtype=dtype).eval()
+    stepper.device, stepper.dtype = torch.device(device), dtype
+    config = model.config
+    stepper.window, stepper.n_events = config.window, config.event_channels
+    stepper.n_segments = config.n_tasks - 1
+    stepper.n_cells = n_cells
+    stepper.mean = torch.as_tensor(normalisation.mean, device=device, dtype=dtype)
+    stepper.std = torch.as_tensor(normalisation.std, device=device, dtype=dtype)
+
+
 class FullWindowStepper:
     """Reference stepper: recomputes the whole model on the rolling window at every step.
 
@@ -27,14 +40,7 @@ class FullWindowStepper:
 
     def __init__(self, model: torch.nn.Module, normalisation: Normalisation, n_cells: int,
                  device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32):
-        self.model = model.to(device=device, dtype=dtype).eval()
-        self.device, self.dtype = torch.device(device), dtype
-        config = model.config
-        self.window, self.n_events = config.window, config.event_channels
-        self.n_segments = config.n_tasks - 1
-        self.n_cells = n_cells
-        self.mean = torch.as_tensor(normalisation.mean, device=device, dtype=dtype)
-        self.std = torch.as_tensor(normalisation.std, device=device, dtype=dtype)
+        adopt_model(self, model, normalisation, n_cells, device, dtype)
         self.events = torch.zeros(n_cells, self.window, self.n_events, device=device, dtype=dtype)
         self.voltages = torch.zeros(n_cells, self.window, self.n_segments, device=device, dtype=dtype)
         self.steps_taken = 0
