@@ -19,6 +19,7 @@ from tqdm import tqdm
 
 from surrogate_cell.data.store import open_data_set
 from surrogate_cell.datasets.windows import WindowData, build_window_data, load_raw, model_input
+from surrogate_cell.engine.stepper import RUNAWAY_LIMIT_MV
 from surrogate_cell.spikes import REFRACTORY_MS, SPIKE_TOLERANCE_MS, spike_scores, upward_crossing_times
 from surrogate_cell.training.checkpoint import check_cell, load_checkpoint
 
@@ -63,20 +64,29 @@ def teacher_forced(model, data: WindowData, batch_size: int):
 
 
 @torch.no_grad()
-def free_run(model, data: WindowData, start: int, n_steps: int) -> torch.Tensor:
+def free_run(model, data: WindowData, start: int, n_steps: int, std: np.ndarray, mean: np.ndarray):
     """Run all sims together on their own predictions from the true history before ``start``.
 
-    Returns z-voltages (n_sims, n_steps, S) for times ``start .. start + n_steps - 1``.
+    Returns z-voltages (n_sims, n, S) for times ``start .. start + n - 1`` and the step at which
+    a voltage first left the physiological range (None if never): the run stops there, since
+    what follows would be meaningless.
     """
     window = data.window
     history = data.voltages[:, start - window:start].clone()
-    predictions = []
+    limit = (RUNAWAY_LIMIT_MV + np.abs(mean)) / std
+    predictions, diverged_at = [], None
     for step in tqdm(range(n_steps), desc="free-running", leave=False):
         t = start + step
         voltage, _ = model(model_input(data.events[:, t - window:t].float(), history))
-        predictions.append(voltage.float())
-        history = torch.cat([history[:, 1:], voltage[:, None].float()], dim=1)
-    return torch.stack(predictions, dim=1)
+        voltage = voltage.float()
+        if not (torch.isfinite(voltage).all() and (voltage.abs() <= torch.as_tensor(limit)).all()):
+            diverged_at = step
+            break
+        predictions.append(voltage)
+        history = torch.cat([history[:, 1:], voltage[:, None]], dim=1)
+    if not predictions:
+        predictions.append(history[:, -1])
+    return torch.stack(predictions, dim=1), diverged_at
 
 
 def rmse_by_type(error_mv: np.ndarray, section_types: np.ndarray) -> dict:
@@ -159,7 +169,8 @@ def evaluate(config: EvaluationConfig) -> dict:
     true_z = data.voltages[:, data.window:]
     tf_error = ((tf_z - true_z).numpy() * std)
     n_free = min(config.free_run_ms, data.n_ms - data.window)
-    fr_z = free_run(model, data, data.window, n_free)
+    fr_z, diverged_at = free_run(model, data, data.window, n_free, std, normalisation.mean)
+    n_free = fr_z.shape[1]
     fr_error = (fr_z - data.voltages[:, data.window:data.window + n_free]).numpy() * std
     fr_mv = normalisation.to_mv(fr_z).numpy()
 
@@ -177,7 +188,7 @@ def evaluate(config: EvaluationConfig) -> dict:
         "free_running_ms": n_free,
         "spikes": {**spike_scores(true_in_window, predicted), "threshold_mv": threshold},
         "spike_task_auc": roc_auc(data.spikes[:, data.window:].numpy().ravel(), tf_logits.numpy().ravel()),
-        "free_running_finite": bool(np.isfinite(fr_mv).all()),
+        "free_running_diverged_at_ms": diverged_at,
         "expert_diversity": expert_diversity(model, data),
         "per_segment_teacher_forced_rmse_mv": np.sqrt((tf_error ** 2).mean(axis=(0, 1))).tolist(),
     }
@@ -201,6 +212,8 @@ def format_report(metrics: dict) -> str:
              f"{'teacher-forced':<22}" + "".join(f"{v:9.2f}" for v in tf.values()),
              f"{'free-running ' + str(metrics['free_running_ms']) + ' ms':<22}"
              + "".join(f"{fr[k]:9.2f}" for k in tf),
+             *([f"free run diverged after {metrics['free_running_diverged_at_ms']} ms (stopped there)"]
+               if metrics["free_running_diverged_at_ms"] is not None else []),
              f"somatic spikes (±{SPIKE_TOLERANCE_MS:g} ms, threshold {spikes['threshold_mv']:g} mV): "
              f"precision {spikes['precision']:.2f} recall {spikes['recall']:.2f} F1 {spikes['f1']:.2f} "
              f"({spikes['n_true']} true, {spikes['n_predicted']} predicted)",
