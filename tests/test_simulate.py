@@ -6,6 +6,7 @@ two minutes on two busy cores.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 import signal
@@ -98,6 +99,18 @@ def test_two_workers_give_bit_identical_data(reference, workdir):
     path = workdir / "two_workers.h5"
     summary = generate(path, N_SIMS, DURATION_MS, seed=SEED, config=CONFIG, workers=2, progress=False)
     assert summary.n_simulated == N_SIMS
+    assert_same_simulations(path, reference)
+
+
+@pytest.mark.skipif(shutil.which("mpirun") is None or importlib.util.find_spec("mpi4py") is None,
+                    reason="needs an MPI installation and mpi4py (pip install '.[mpi]')")
+def test_mpi_ranks_split_the_simulations_identically(reference, workdir, config_file):
+    path = workdir / "mpi.h5"
+    command = ["mpirun", "--allow-run-as-root", "--oversubscribe", "-np", "2",
+               *cli("--out", path, "--n-sims", N_SIMS, "--duration-ms", DURATION_MS, "--seed", SEED,
+                    "--config", config_file, "--no-progress")]
+    result = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
     assert_same_simulations(path, reference)
 
 
