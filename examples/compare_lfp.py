@@ -11,6 +11,7 @@ cell and the current dipole moment, prints a comparison table and saves a figure
 from __future__ import annotations
 
 import argparse
+import json
 import time
 from pathlib import Path
 
@@ -37,7 +38,8 @@ def parse_arguments(argv=None) -> argparse.Namespace:
     parser.add_argument("--regime", default="published", choices=("published", "poisson"),
                         help="input statistics (poisson was never seen in training)")
     parser.add_argument("--seed", type=int, help="input seed (default: one the training data never used)")
-    parser.add_argument("--out-dir", type=Path, default=Path("compare_lfp_output"))
+    parser.add_argument("--out-dir", type=Path, default=Path("compare_lfp_output"),
+                        help="where the figure and metrics.json go")
     return parser.parse_args(argv)
 
 
@@ -200,7 +202,10 @@ def main(argv=None) -> dict:
     print_table(metrics, neuron, surrogate, total_ms, args.duration_ms)
     args.out_dir.mkdir(parents=True, exist_ok=True)
     save_figure(args.out_dir / "compare_lfp.png", neuron, surrogate, args.warmup_ms, args.duration_ms)
-    print(f"figure: {args.out_dir / 'compare_lfp.png'}")
+    (args.out_dir / "metrics.json").write_text(json.dumps(
+        {**metrics, "protocol": {"regime": args.regime, "seed": seed, "warmup_ms": args.warmup_ms,
+                                 "duration_ms": args.duration_ms}}, indent=2))
+    print(f"figure and metrics.json in {args.out_dir}")
     return metrics
 
 

@@ -56,6 +56,7 @@ def test_tiny_model_overfits_a_tiny_simulation(data_set, model_file, tmp_path):
 
 def test_resume_reproduces_the_next_step(data_set, model_file, tmp_path):
     config = tiny_config(data_set, model_file, tmp_path, history_noise_std=0.1, rollout_steps=2,
+                         free_lead_ms=5, val_free_ms=20,
                          model=str(REPO_ROOT / "training/models/mh_small.yaml"))
     first = Trainer(config, progress_bar=False)
     first.run()
@@ -63,6 +64,18 @@ def test_resume_reproduces_the_next_step(data_set, model_file, tmp_path):
     resumed = Trainer(config, progress_bar=False)
     assert resumed.progress.step == 20
     assert resumed.train_step() == expected
+
+
+def test_fine_tuning_starts_from_the_given_weights(data_set, model_file, tmp_path):
+    Trainer(tiny_config(data_set, model_file, tmp_path / "first", max_steps=10), progress_bar=False).run()
+    start = tmp_path / "first" / "last.pt"
+    tuned = Trainer(tiny_config(data_set, model_file, tmp_path / "tuned", init_from=str(start)),
+                    progress_bar=False)
+    saved = read_checkpoint(start)["model"]
+    assert all(torch.equal(saved[name], value) for name, value in tuned.model.state_dict().items())
+    with pytest.raises(CheckpointError, match="does not fit the model config"):
+        Trainer(tiny_config(data_set, model_file, tmp_path / "other", init_from=str(start),
+                            model=str(REPO_ROOT / "training/models/mh_small.yaml")), progress_bar=False)
 
 
 def test_resume_refuses_different_settings(data_set, model_file, tmp_path):
@@ -97,6 +110,14 @@ def test_train_and_evaluate_commands(data_set, model_file, tmp_path, capsys):
     for figure in ("error_by_section.png", "voltage_rasters.png", "soma_traces.png"):
         assert (evaluation / figure).stat().st_size > 0
     assert "teacher-forced" in capsys.readouterr().out
+    shipped = tmp_path / "shipped"
+    assert main(["ship", "--checkpoint", str(out_dir / "last.pt"), "--name", "tiny", "--run-dir", str(out_dir),
+                 "--evaluation", f"held-out={evaluation / 'metrics.json'}", "--out-dir", str(shipped)]) == 0
+    payload = torch.load(shipped / "tiny.pt", weights_only=True)
+    assert "optimizer" not in payload and "optimizer" in torch.load(out_dir / "last.pt", weights_only=True)
+    card = (shipped / "tiny.md").read_text()
+    assert "### held-out" in card and "teacher-forced" in card
+    model, _, _, _ = load_checkpoint(shipped / "tiny.pt")
 
 
 def test_checkpoint_loads_without_code_and_checks_fields(data_set, model_file, tmp_path):

@@ -162,12 +162,16 @@ def split_simulations(indices, validation_fraction: float, test_fraction: float,
 
 
 class BalancedSampler:
-    """Draws training (sim, t) positions, a fixed fraction of which are somatic-spike targets."""
+    """Draws training (sim, t) positions, a fixed fraction of which are somatic-spike targets.
+
+    Positions leave ``horizon`` targets from ``t`` on and, before ``t``, the window plus ``lead``
+    milliseconds (room for a free-running lead-in).
+    """
 
     def __init__(self, data: WindowData, spike_fraction: float, horizon: int,
-                 rng: np.random.Generator):
+                 rng: np.random.Generator, lead: int = 0):
         sims, times = data.target_positions()
-        keep = times <= data.n_ms - horizon
+        keep = (times >= data.window + lead) & (times <= data.n_ms - horizon)
         sims, times = sims[keep], times[keep]
         is_spike = data.spikes[torch.from_numpy(sims), torch.from_numpy(times)].numpy()
         self.positives = (sims[is_spike], times[is_spike])

@@ -10,6 +10,7 @@ SUBCOMMANDS: dict[str, str] = {
     "simulate": "surrogate_cell.data.generate",
     "train": "surrogate_cell.training.train",
     "evaluate": "surrogate_cell.training.evaluate",
+    "ship": "surrogate_cell.training.ship",
 }
 """Subcommand name -> module providing ``COMMAND_HELP``, ``COMMAND_DESCRIPTION``,
 ``add_arguments`` and ``run``."""

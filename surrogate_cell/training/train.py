@@ -2,8 +2,10 @@
 
 Loss: MSE on z-scored voltages of every segment + BCE-with-logits on the somatic-spike task,
 optionally balanced per task with LBTW. Free-running robustness comes from Gaussian noise on
-the voltage history and from unrolling ``rollout_steps`` milliseconds on the model's own
-predictions. Runs on one process or under ``torchrun`` (DistributedDataParallel, gloo on CPU,
+the voltage history, from a free-running lead-in of up to ``free_lead_ms`` (the model on its
+own predictions, no gradients) and from unrolling ``rollout_steps`` milliseconds on the
+model's own predictions. With ``val_free_ms`` > 0 the best checkpoint is the one with the
+lowest free-running validation RMSE. Runs on one process or under ``torchrun`` (DistributedDataParallel, gloo on CPU,
 NCCL on GPU); rank 0 writes checkpoints (``best.pt``, ``last.pt``) and ``metrics.csv``.
 """
 
@@ -64,6 +66,10 @@ class TrainConfig:
     lbtw_alpha: float = 0.0
     history_noise_std: float = 0.0
     rollout_steps: int = 1
+    free_lead_ms: int = 0
+    val_free_ms: int = 0
+    val_free_windows: int = 32
+    init_from: str = ""
     validation_fraction: float = 0.15
     test_fraction: float = 0.15
     seed: int = 0
@@ -100,22 +106,41 @@ def task_losses(voltage_pred, spike_logit, voltage_target, spike_target) -> torc
 
 
 def unrolled_task_losses(model, events, history, targets, spike_targets, window: int,
-                         noise_std: float = 0.0) -> torch.Tensor:
-    """Per-task losses averaged over ``horizon`` steps, each fed the previous predictions.
+                         noise_std: float = 0.0, free_steps: int = 0) -> torch.Tensor:
+    """Per-task losses averaged over the steps after a free-running lead-in.
 
-    Fed-back predictions are detached (the "pushforward" trick): the model learns to correct
-    its own errors without backpropagating through the rollout, which keeps the input free of
-    gradients and so on the fast sparse-event path (about 9x cheaper per step here).
+    The first ``free_steps`` steps run the model on its own predictions without gradients and
+    in evaluation mode, exactly as it will run in a SurrogateCell, so the loss steps start
+    from a history carrying the model's own drift and teach it to steer back to the truth.
+    On the loss steps fed-back predictions are detached (the "pushforward" trick): no
+    backpropagation through the rollout, which keeps the input free of gradients and so on
+    the fast sparse-event path (about 9x cheaper per step here).
     """
     if noise_std > 0:
         history = history + noise_std * torch.randn_like(history)
+    history = free_run_history(model, events, history, window, free_steps)
     horizon = targets.shape[1]
     total = 0.0
-    for step in range(horizon):  # a loop over time steps, not tasks
+    for step in range(free_steps, horizon):  # a loop over time steps, not tasks
         voltage, spike = model(model_input(events[:, step:step + window], history))
         total = total + task_losses(voltage, spike, targets[:, step], spike_targets[:, step])
         history = torch.cat([history[:, 1:], voltage[:, None].detach().float()], dim=1)
-    return total / horizon
+    return total / (horizon - free_steps)
+
+
+@torch.no_grad()
+def free_run_history(model, events, history, window: int, steps: int) -> torch.Tensor:
+    """The voltage window after ``steps`` free-running steps from ``history`` (eval mode)."""
+    if steps == 0:
+        return history
+    was_training = model.training
+    model.eval()
+    for step in range(steps):
+        voltage, _ = model(model_input(events[:, step:step + window], history))
+        # Clipping keeps an untrained model's wild early drift from producing inf/NaN inputs.
+        history = torch.cat([history[:, 1:], voltage[:, None].float().clamp(-20.0, 20.0)], dim=1)
+    model.train(was_training)
+    return history
 
 
 class LossBalancer:
@@ -232,6 +257,21 @@ def validate(model, data: WindowData, positions, normalisation: Normalisation, d
             "val_rmse_mv": (squared_mv / (count * data.n_segments)) ** 0.5}
 
 
+@torch.no_grad()
+def validate_free_running(model, data: WindowData, positions, normalisation: Normalisation, device,
+                          duration_ms: int, window: int) -> float:
+    """RMSE (mV) over ``duration_ms`` (< window) of free running from true histories at ``positions``."""
+    if not 0 < duration_ms < window:
+        raise ValueError(f"val_free_ms ({duration_ms}) must lie between 1 and the model window ({window}) - 1")
+    sims, times = positions
+    keep = times <= data.n_ms - duration_ms
+    events, history, targets, _ = (t.to(device) for t in data.gather(sims[keep], times[keep], duration_ms))
+    predicted = free_run_history(model, events, history, window, duration_ms)[:, -duration_ms:]
+    error_mv = (predicted - targets) * torch.as_tensor(normalisation.std, device=device)
+    model.train()
+    return float(error_mv.pow(2).mean().sqrt())
+
+
 # --------------------------------------------------------------------------- state
 
 
@@ -267,7 +307,7 @@ def _restore_training_state(payload: dict, optimizer, sampler: BalancedSampler,
 class MetricsLog:
     """Append-only CSV of evaluation rows (plus TensorBoard scalars when it is installed)."""
 
-    FIELDS = ("step", "train_loss", "val_loss", "val_rmse_mv", "elapsed_s")
+    FIELDS = ("step", "train_loss", "val_loss", "val_rmse_mv", "val_free_rmse_mv", "elapsed_s")
 
     def __init__(self, out_dir: Path):
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -319,10 +359,13 @@ class Trainer:
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.lr,
                                           weight_decay=config.weight_decay)
         self.sampler = BalancedSampler(self.data.train, config.spike_fraction, config.rollout_steps,
-                                       np.random.default_rng([config.seed, self.rank]))
+                                       np.random.default_rng([config.seed, self.rank]),
+                                       lead=config.free_lead_ms)
         self.balancer = LossBalancer(config.lbtw_alpha, config.spike_loss_weight)
         self.val_positions = validation_positions(self.data.validation, config.val_windows, config.seed)
         self.progress = Progress()
+        if config.init_from:
+            self._initialise_from(config.init_from)
         self._resume_if_possible()
         self.network = self._wrap_distributed()
 
@@ -342,6 +385,17 @@ class Trainer:
             "training": {"config": dataclasses.asdict(self.config),
                          "progress": dataclasses.asdict(self.progress), "world_size": self.world},
         }
+
+    def _initialise_from(self, path: str) -> None:
+        """Start from another run's weights (fine-tuning), checking they fit this data and model."""
+        payload = read_checkpoint(path)
+        if payload["meta"]["cell"]["segment_hash"] != self.data.cell_meta["segment_hash"]:
+            raise CheckpointError(f"init_from {path} was trained on another cell than {self.config.data}.")
+        try:
+            self.model.load_state_dict(payload["model"])
+        except RuntimeError as error:
+            raise CheckpointError(f"init_from {path} does not fit the model config {self.config.model}: "
+                                  f"{str(error).splitlines()[0]}") from None
 
     def _resume_if_possible(self) -> None:
         last = self.out_dir / "last.pt"
@@ -363,11 +417,15 @@ class Trainer:
     def train_step(self) -> float:
         """One optimiser step on a balanced batch; returns the combined loss."""
         sims, times = self.sampler.sample(self.config.batch_size)
-        batch = [t.to(self.device) for t in self.data.train.gather(sims, times, self.config.rollout_steps)]
+        # A lead-in of random length (0 .. free_lead_ms) mixes fresh and drifted histories.
+        lead = int(self.sampler.rng.integers(0, self.config.free_lead_ms + 1))
+        horizon = lead + self.config.rollout_steps
+        batch = [t.to(self.device) for t in self.data.train.gather(sims, times - lead, horizon)]
         autocast = torch.autocast("cuda", dtype=torch.bfloat16,
                                   enabled=self.device.type == "cuda" and self.config.mixed_precision)
         with autocast:
-            losses = unrolled_task_losses(self.network, *batch, self.window, self.config.history_noise_std)
+            losses = unrolled_task_losses(self.network, *batch, self.window,
+                                          self.config.history_noise_std, free_steps=lead)
         loss = self.balancer.combine(losses)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -378,9 +436,17 @@ class Trainer:
         """Validate, checkpoint (rank 0) and return whether training should stop early."""
         scores = validate(self.model, self.data.validation, self.val_positions,
                           self.data.normalisation, self.device)
-        improved = scores["val_loss"] < self.progress.best_val
+        scores["val_free_rmse_mv"] = float("nan")
+        criterion = scores["val_loss"]
+        if self.config.val_free_ms:
+            count = self.config.val_free_windows
+            positions = (self.val_positions[0][:count], self.val_positions[1][:count])
+            scores["val_free_rmse_mv"] = criterion = validate_free_running(
+                self.model, self.data.validation, positions, self.data.normalisation, self.device,
+                self.config.val_free_ms, self.window)
+        improved = criterion < self.progress.best_val
         if improved:
-            self.progress.best_val = scores["val_loss"]
+            self.progress.best_val = criterion
             self.progress.evals_without_improvement = 0
         else:
             self.progress.evals_without_improvement += 1
