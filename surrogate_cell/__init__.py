@@ -2,7 +2,7 @@
 
 __version__ = "0.1.0"
 
-__all__ = ["SurrogateCell", "__version__"]
+__all__ = ["SurrogateCell", "SurrogateNetwork", "__version__"]
 
 
 def __getattr__(name):
@@ -11,4 +11,8 @@ def __getattr__(name):
         from surrogate_cell.surrogate_cell import SurrogateCell
 
         return SurrogateCell
+    if name == "SurrogateNetwork":
+        from surrogate_cell.network import SurrogateNetwork
+
+        return SurrogateNetwork
     raise AttributeError(f"module 'surrogate_cell' has no attribute {name!r}")

@@ -233,7 +233,7 @@ class SurrogateCell(LFPy.Cell):
         network, self.normalisation, self.model_meta, _ = load_checkpoint(self.model_path)
         recipe = self.model_meta["cell"]["recipe"]
         _check_cell_kwargs(cell_kwargs, recipe)
-        self._adopt(_build_cell(recipe, cell_kwargs))
+        self._adopt(build_cell(recipe, cell_kwargs))
         self._take_channel_layout(network.config)
         self.history_mv, self.history_events = history_mv, history_events
         if spike_threshold is None:
@@ -592,7 +592,7 @@ def _check_cell_kwargs(cell_kwargs: dict, recipe: dict) -> None:
                            "the surrogate starts at 0 ms; give the time before as history_mv")
 
 
-def _build_cell(recipe: dict, cell_kwargs: dict) -> LFPy.Cell:
+def build_cell(recipe: dict, cell_kwargs: dict) -> LFPy.Cell:
     """The cell described by a checkpoint's recipe, with the user's arguments taking precedence."""
     builder = CELL_BUILDERS.get(recipe.get("builder"))
     if builder is None:
