@@ -4,6 +4,8 @@ Prints training samples/s (forward + loss + backward + Adam step) and
 forward-only samples/s (eval mode, inference) for each model family, on
 synthetic data shaped like the real input: ``event_channels`` binary synaptic
 channels at the given event density followed by z-scored voltage channels.
+Also prints how many windows/s the data pipeline delivers (spike-balanced sampling
++ gathering a batch of windows from stacked simulations), to compare with training.
 
     .venv/bin/python benchmarks/bench_models.py --families mmoe mh
     .venv/bin/python benchmarks/bench_models.py --dense   # no sparse-event path
@@ -17,9 +19,11 @@ import statistics
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
+from surrogate_cell.datasets.windows import BalancedSampler, WindowData
 from surrogate_cell.models import build_model_from_file
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "training" / "models"
@@ -41,6 +45,8 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--unfused-adam", action="store_true", help="use the default Adam kernel")
+    p.add_argument("--loader-sims", type=int, default=16, help="simulations held by the loader test")
+    p.add_argument("--loader-ms", type=int, default=3000, help="length of each simulation")
     return p.parse_args()
 
 
@@ -107,6 +113,27 @@ def bench_family(family: str, args: argparse.Namespace) -> dict[str, float]:
     }
 
 
+def bench_loader(args: argparse.Namespace) -> tuple[float, float]:
+    """Windows/s (median, best) of sampling + gathering training batches from stacked simulations."""
+    g = torch.Generator().manual_seed(1)
+    shape = (args.loader_sims, args.loader_ms)
+    data = WindowData(
+        events=(torch.rand(*shape, args.event_channels, generator=g) < args.density).to(torch.uint8),
+        voltages=torch.randn(*shape, args.in_channels - args.event_channels, generator=g),
+        spikes=torch.rand(*shape, generator=g) < 0.001, window=args.window,
+        sim_indices=list(range(args.loader_sims)))
+    sampler = BalancedSampler(data, 1 / 3, 1, np.random.default_rng(0))
+
+    def load_batch() -> None:
+        """One spike-balanced batch of windows, as model input."""
+        sims, times = sampler.sample(args.batch)
+        events, history, _, _ = data.gather(sims, times)
+        torch.cat([events, history], dim=-1).transpose(1, 2).contiguous()
+
+    median, best = timed(load_batch, args.warmup, args.iters)
+    return args.batch / median, args.batch / best
+
+
 def main() -> None:
     """Run the benchmark and print one line per family."""
     args = parse_args()
@@ -120,6 +147,9 @@ def main() -> None:
         print(f"{family:8s} params {r['params'] / 1e6:6.2f} M   "
               f"train {r['train']:6.1f} samples/s (best {r['train_best']:6.1f})   "
               f"forward {r['forward']:6.1f} samples/s (best {r['forward_best']:6.1f})")
+    loader, loader_best = bench_loader(args)
+    print(f"loader   {loader:8.0f} windows/s (best {loader_best:8.0f}): sampling + gathering + "
+          f"input assembly, {args.loader_sims} simulations x {args.loader_ms} ms in memory")
 
 if __name__ == "__main__":
     main()
