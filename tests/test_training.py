@@ -13,7 +13,7 @@ import torch
 
 from surrogate_cell.data.generate import generate
 from surrogate_cell.data.simulation import SimulationConfig
-from surrogate_cell.datasets.windows import spike_flags
+from surrogate_cell.datasets.windows import BalancedSampler, WindowData, spike_flags
 from surrogate_cell.training.__main__ import main
 from surrogate_cell.training.checkpoint import CheckpointError, load_checkpoint, read_checkpoint
 from surrogate_cell.spikes import best_crossing_threshold, match_spikes
@@ -172,3 +172,19 @@ def test_spike_threshold_is_chosen_from_sampled_traces():
     trace[[90]] = -45.0        # a subthreshold bump
     threshold, f1 = best_crossing_threshold(trace[None], [np.array([50.2, 120.4])])
     assert -45.0 < threshold <= -20.0 and f1 == 1.0
+
+
+def test_sampler_fractions_fixed_or_natural():
+    spikes = torch.zeros(2, 1000, dtype=torch.bool)
+    spikes[:, ::50] = True  # 2 % of positions are spike targets
+    data = WindowData(events=torch.zeros(2, 1000, 4, dtype=torch.uint8), voltages=torch.zeros(2, 1000, 3),
+                      spikes=spikes, window=100, sim_indices=[0, 1])
+    balanced = BalancedSampler(data, 1 / 3, 1, np.random.default_rng(0))
+    natural = BalancedSampler(data, None, 1, np.random.default_rng(0), lead=40)
+    balanced_hits = [spikes[torch.as_tensor(s), torch.as_tensor(t)].float().mean() for s, t in
+                     (balanced.sample(300) for _ in range(20))]
+    sims, times = zip(*(natural.sample(300) for _ in range(20)))
+    natural_hits = spikes[torch.as_tensor(np.concatenate(sims)), torch.as_tensor(np.concatenate(times))]
+    assert all(abs(h - 1 / 3) < 0.01 for h in balanced_hits)
+    assert abs(natural_hits.float().mean() - 0.02) < 0.01
+    assert np.concatenate(times).min() >= 140

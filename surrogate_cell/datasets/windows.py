@@ -165,10 +165,12 @@ class BalancedSampler:
     """Draws training (sim, t) positions, a fixed fraction of which are somatic-spike targets.
 
     Positions leave ``horizon`` targets from ``t`` on and, before ``t``, the window plus ``lead``
-    milliseconds (room for a free-running lead-in).
+    milliseconds (room for a free-running lead-in). ``spike_fraction=None`` samples at the
+    data's own spike rate (uniformly over positions): oversampling spike windows teaches the
+    voltage tasks that spikes are common, which makes free runs fire spuriously.
     """
 
-    def __init__(self, data: WindowData, spike_fraction: float, horizon: int,
+    def __init__(self, data: WindowData, spike_fraction: float | None, horizon: int,
                  rng: np.random.Generator, lead: int = 0):
         sims, times = data.target_positions()
         keep = (times >= data.window + lead) & (times <= data.n_ms - horizon)
@@ -176,6 +178,7 @@ class BalancedSampler:
         is_spike = data.spikes[torch.from_numpy(sims), torch.from_numpy(times)].numpy()
         self.positives = (sims[is_spike], times[is_spike])
         self.negatives = (sims[~is_spike], times[~is_spike])
+        self.natural_fraction = self.positives[0].size / max(1, sims.size)
         self.spike_fraction = spike_fraction if self.positives[0].size else 0.0
         self.rng = rng
 
@@ -189,7 +192,11 @@ class BalancedSampler:
         return pool[0][picks], pool[1][picks]
 
     def sample(self, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
-        """A batch of (sims, times); ``round(spike_fraction * batch_size)`` of them spike targets."""
-        n_pos = int(round(self.spike_fraction * batch_size))
+        """A batch of (sims, times); ``round(spike_fraction * batch_size)`` of them spike targets
+        (a binomial draw at the natural rate when ``spike_fraction`` is None)."""
+        if self.spike_fraction is None:
+            n_pos = int(self.rng.binomial(batch_size, self.natural_fraction))
+        else:
+            n_pos = int(round(self.spike_fraction * batch_size))
         pos, neg = self._draw(self.positives, n_pos), self._draw(self.negatives, batch_size - n_pos)
         return np.concatenate([pos[0], neg[0]]), np.concatenate([pos[1], neg[1]])

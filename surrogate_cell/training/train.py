@@ -61,7 +61,7 @@ class TrainConfig:
     eval_every: int = 200
     val_windows: int = 1024
     patience: int = 10
-    spike_fraction: float = 1.0 / 3.0
+    spike_fraction: float | None = 1.0 / 3.0  # None: the data's own spike rate
     spike_loss_weight: float = 1.0
     lbtw_alpha: float = 0.0
     history_noise_std: float = 0.0
