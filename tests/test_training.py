@@ -56,7 +56,7 @@ def test_tiny_model_overfits_a_tiny_simulation(data_set, model_file, tmp_path):
 
 def test_resume_reproduces_the_next_step(data_set, model_file, tmp_path):
     config = tiny_config(data_set, model_file, tmp_path, history_noise_std=0.1, rollout_steps=2,
-                         free_lead_ms=5, val_free_ms=20,
+                         free_lead_ms=5, val_free_ms=20, history_drift_std=0.3,
                          model=str(REPO_ROOT / "training/models/mh_small.yaml"))
     first = Trainer(config, progress_bar=False)
     first.run()

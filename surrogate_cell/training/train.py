@@ -3,7 +3,8 @@
 Loss: MSE on z-scored voltages of every segment + BCE-with-logits on the somatic-spike task,
 optionally balanced per task with LBTW. Free-running robustness comes from Gaussian noise on
 the voltage history, from a free-running lead-in of up to ``free_lead_ms`` (the model on its
-own predictions, no gradients) and from unrolling ``rollout_steps`` milliseconds on the
+own predictions, no gradients), from random drifts ramped into the history
+(``history_drift_std``) and from unrolling ``rollout_steps`` milliseconds on the
 model's own predictions. With ``val_free_ms`` > 0 the best checkpoint is the one with the
 lowest free-running validation RMSE. Runs on one process or under ``torchrun`` (DistributedDataParallel, gloo on CPU,
 NCCL on GPU); rank 0 writes checkpoints (``best.pt``, ``last.pt``) and ``metrics.csv``.
@@ -65,6 +66,7 @@ class TrainConfig:
     spike_loss_weight: float = 1.0
     lbtw_alpha: float = 0.0
     history_noise_std: float = 0.0
+    history_drift_std: float = 0.0
     rollout_steps: int = 1
     free_lead_ms: int = 0
     val_free_ms: int = 0
@@ -105,8 +107,23 @@ def task_losses(voltage_pred, spike_logit, voltage_target, spike_target) -> torc
     return torch.cat([mse, bce[None]])
 
 
+def drifted(history: torch.Tensor, drift_std: float) -> torch.Tensor:
+    """``history`` plus a random drift that ramps in linearly over the window.
+
+    The drift of each window is a shared offset plus one per segment (each normal with
+    ``drift_std``, z units), growing from 0 at the oldest millisecond to full at the newest:
+    the shape of a free run wandering off. Learning to predict the true next voltage from
+    such a history gives the model a restoring force against its own accumulated errors.
+    """
+    batch, window, segments = history.shape
+    offset = drift_std * (torch.randn(batch, 1, 1) + torch.randn(batch, 1, segments)) / 2 ** 0.5
+    ramp = torch.linspace(0.0, 1.0, window)[None, :, None]
+    return history + (offset * ramp).to(history)
+
+
 def unrolled_task_losses(model, events, history, targets, spike_targets, window: int,
-                         noise_std: float = 0.0, free_steps: int = 0) -> torch.Tensor:
+                         noise_std: float = 0.0, free_steps: int = 0,
+                         drift_std: float = 0.0) -> torch.Tensor:
     """Per-task losses averaged over the steps after a free-running lead-in.
 
     The first ``free_steps`` steps run the model on its own predictions without gradients and
@@ -118,6 +135,8 @@ def unrolled_task_losses(model, events, history, targets, spike_targets, window:
     """
     if noise_std > 0:
         history = history + noise_std * torch.randn_like(history)
+    if drift_std > 0:
+        history = drifted(history, drift_std)
     history = free_run_history(model, events, history, window, free_steps)
     horizon = targets.shape[1]
     total = 0.0
@@ -405,7 +424,9 @@ class Trainer:
         saved = payload["meta"]["training"]["config"]
         mine = dataclasses.asdict(self.config)
         resumable_changes = ("max_steps", "patience", "num_threads", "device")
-        differing = sorted(k for k in mine if k not in resumable_changes and saved.get(k) != mine[k])
+        defaults = dataclasses.asdict(TrainConfig())  # fields added since that run have their defaults
+        differing = sorted(k for k in mine if k not in resumable_changes
+                           and saved.get(k, defaults[k]) != mine[k])
         if differing:
             raise CheckpointError(
                 f"{last} belongs to a run with different settings ({differing}); use another "
@@ -425,7 +446,8 @@ class Trainer:
                                   enabled=self.device.type == "cuda" and self.config.mixed_precision)
         with autocast:
             losses = unrolled_task_losses(self.network, *batch, self.window,
-                                          self.config.history_noise_std, free_steps=lead)
+                                          self.config.history_noise_std, free_steps=lead,
+                                          drift_std=self.config.history_drift_std)
         loss = self.balancer.combine(losses)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
