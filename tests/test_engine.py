@@ -95,6 +95,12 @@ def test_incremental_equals_full_recompute_for_residual_voltage_models(family):
     assert largest_relative_error(model, torch.float64, PAPER_WINDOW["window"], n_steps=30) < 1e-12
 
 
+@pytest.mark.parametrize("family", sorted(FAMILY_SIZES))
+def test_incremental_equals_full_recompute_for_events_only_models(family):
+    model = small_model(family, voltage_input=False)
+    assert largest_relative_error(model, torch.float64, PAPER_WINDOW["window"], n_steps=60) < 1e-12
+
+
 def test_dense_events_take_the_dense_path_and_stay_exact():
     model = small_model("mh")
     assert largest_relative_error(model, torch.float64, 100, n_steps=30, density=0.3) < 1e-12

@@ -361,3 +361,14 @@ def test_tiny_model_overfits_fixed_batch(family):
         loss.backward()
         optimiser.step()
     assert loss_fn().item() < first / 10
+
+
+@pytest.mark.parametrize("family", ["mh", "mmoe"])
+def test_events_only_models_ignore_the_voltage_input(family):
+    model = small_model(family, voltage_input=False).eval()
+    x = make_input()
+    changed = x.clone()
+    changed[:, model.config.event_channels:] += 10.0
+    assert all(torch.equal(a, b) for a, b in zip(model(x), model(changed)))
+    with pytest.raises(ValueError, match="voltage_input"):
+        small_model(family, voltage_input=False, residual_voltage=True, n_tasks=N_DENSE + 1)

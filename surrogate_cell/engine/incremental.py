@@ -19,14 +19,25 @@ All cells form one batch; nothing in a step loops over cells, tasks, experts or 
 
 from __future__ import annotations
 
+import dataclasses
+
 import torch
 from torch import Tensor
 
 from surrogate_cell.datasets.windows import Normalisation
 from surrogate_cell.engine.heads import MHHead, MMoEHead
-from surrogate_cell.engine.incremental_tcn import InputLayer, IncrementalTCN
+from surrogate_cell.engine.incremental_tcn import BlockWeights, InputLayer, IncrementalTCN
 from surrogate_cell.engine.stepper import adopt_model, check_finite
 from surrogate_cell.models import MH, MMoE, TCN
+
+
+def with_voltage_columns(block: BlockWeights, n_segments: int) -> BlockWeights:
+    """A first block reading only events, widened with zero weights for ``n_segments`` voltages."""
+    def widen(weight):
+        return None if weight is None else torch.cat(
+            [weight, weight.new_zeros(weight.shape[0], n_segments, weight.shape[2])], dim=1)
+    return dataclasses.replace(block, conv1_weight=widen(block.conv1_weight),
+                               residual_weight=widen(block.residual_weight))
 
 
 def model_stacks(model: torch.nn.Module) -> list[TCN]:
@@ -65,6 +76,9 @@ class IncrementalStepper:
 
     def _build(self, model: torch.nn.Module, mix_first: bool) -> None:
         stack_weights = [stack.effective_weights() for stack in model_stacks(model)]
+        if not model.config.voltage_input:  # events-only: zero weights on the voltage columns
+            stack_weights = [[with_voltage_columns(weights[0], self.n_segments), *weights[1:]]
+                             for weights in stack_weights]
         args = (self.window, self.n_cells, self.device, self.dtype)
         self.input_layer = InputLayer([weights[0] for weights in stack_weights], self.n_events, *args)
         self.stacks = [IncrementalTCN(weights, *args) for weights in stack_weights]

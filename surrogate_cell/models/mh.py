@@ -38,4 +38,4 @@ class MH(nn.Module):
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """Voltage predictions (batch, n_tasks - 1) and spike logit (batch,)."""
-        return finish_outputs(self.towers(self.tcn(x).squeeze(1)), x, self.config)
+        return finish_outputs(self.towers(self.tcn(self.config.tcn_input(x)).squeeze(1)), x, self.config)

@@ -74,6 +74,7 @@ class MMoE(nn.Module):
 
         Gate weights are a softmax over experts (each row sums to 1).
         """
+        x = self.config.tcn_input(x)
         split = self.experts.prepare(x)  # shared by both TCNs
         experts = self.experts(x, split)
         if self.expert_bias is not None:
