@@ -372,3 +372,16 @@ def test_events_only_models_ignore_the_voltage_input(family):
     assert all(torch.equal(a, b) for a, b in zip(model(x), model(changed)))
     with pytest.raises(ValueError, match="voltage_input"):
         small_model(family, voltage_input=False, residual_voltage=True, n_tasks=N_DENSE + 1)
+
+
+def test_rescaled_initialisation_makes_sparse_events_visible():
+    def event_sensitivity(rescaled: bool) -> float:
+        torch.manual_seed(0)
+        tcn = TCN(TCNConfig(in_channels=400, channels=(16, 8, 4), kernel_size=5, dilations=(1, 2, 4),
+                            dropout=0.0, window=40, event_channels=400, rescaled_init=rescaled))
+        g = torch.Generator().manual_seed(1)
+        first, second = ((torch.rand(4, 400, 40, generator=g) < 0.01).float() for _ in range(2))
+        with torch.no_grad():
+            return float((tcn(first) - tcn(second)).abs().mean())
+
+    assert event_sensitivity(False) < 1e-3 < 1e-2 < event_sensitivity(True)

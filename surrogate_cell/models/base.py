@@ -39,6 +39,7 @@ class SurrogateConfig:
     event_channels: int = 0
     residual_voltage: bool = False
     voltage_input: bool = True
+    rescaled_init: bool = False
 
     def __post_init__(self) -> None:
         """Normalise sequences and validate the task count."""
@@ -65,7 +66,7 @@ class SurrogateConfig:
         return TCNConfig(
             in_channels=self.in_channels if self.voltage_input else self.event_channels, channels=channels, kernel_size=self.kernel_size,
             dilations=self.dilations, dropout=self.dropout, window=self.window,
-            n_members=n_members, event_channels=self.event_channels,
+            n_members=n_members, event_channels=self.event_channels, rescaled_init=self.rescaled_init,
         )
 
 
