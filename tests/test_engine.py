@@ -175,6 +175,34 @@ def test_runaway_voltage_stops_with_the_step_and_cell():
         stepper.step(torch.zeros(N_CELLS, N_EVENTS))
 
 
+@pytest.mark.parametrize("stepper_class", [FullWindowStepper, IncrementalStepper])
+def test_predictions_stay_within_the_training_range(stepper_class):
+    model = small_model("mh")
+    with torch.no_grad():
+        model.towers.biases[-1][3] = 1e3  # segment 3 would jump to 5 V
+    low, high = np.full(N_SEGMENTS, -90.0, np.float32), np.full(N_SEGMENTS, 40.0, np.float32)
+    bounded = Normalisation(NORMALISATION.mean, NORMALISATION.std, low, high)
+    stepper = stepper_class(model, bounded, N_CELLS)
+    stepper.reset(torch.full((1, 100, N_SEGMENTS), -70.0))
+    for _ in range(5):
+        voltage = stepper.step(torch.zeros(N_CELLS, N_EVENTS))
+    assert torch.allclose(voltage[:, 3], torch.tensor(40.0)) and bool((voltage >= -90.0).all())
+
+
+def test_checkpoints_keep_the_training_range(tmp_path):
+    from surrogate_cell.training.checkpoint import load_checkpoint
+
+    model = small_model("mh")
+    low, high = np.full(N_SEGMENTS, -90.0, np.float32), np.full(N_SEGMENTS, 40.0, np.float32)
+    cell = {"segment_hash": "test", "section_types": ["soma"] * N_SEGMENTS, "soma_segment": 0,
+            "input_segments": list(range(N_EVENTS // 2)), "n_segments": N_SEGMENTS, "recipe": {}}
+    meta = {**model_meta(model, "mh"), "cell": cell, "data": {}, "training": {}}
+    save_checkpoint(tmp_path / "bounded.pt", model, meta,
+                    Normalisation(NORMALISATION.mean, NORMALISATION.std, low, high))
+    _, normalisation, _, _ = load_checkpoint(tmp_path / "bounded.pt")
+    assert np.array_equal(normalisation.low, low) and np.array_equal(normalisation.high, high)
+
+
 # ------------------------------------------------------------------ through SurrogateCell
 
 

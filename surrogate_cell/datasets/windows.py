@@ -22,17 +22,32 @@ MIN_STD_MV = 0.1
 
 @dataclass
 class Normalisation:
-    """Per-segment voltage z-scoring: ``z = (v - mean) / std``."""
+    """Per-segment voltage z-scoring ``z = (v - mean) / std``, and the range seen in training.
+
+    ``low``/``high`` (mV per segment, optional) bound the voltages a free run may predict:
+    fed back, a voltage outside everything the model was trained on only produces worse
+    extrapolations, and a voltage-input model can run away that way.
+    """
 
     mean: np.ndarray
     std: np.ndarray
+    low: np.ndarray | None = None
+    high: np.ndarray | None = None
 
     @classmethod
     def fit(cls, voltages: np.ndarray) -> "Normalisation":
         """Statistics over sims and time of a (n_sims, n_segments, T) voltage array."""
         mean = voltages.mean(axis=(0, 2), dtype=np.float64)
         std = np.maximum(voltages.std(axis=(0, 2), dtype=np.float64), MIN_STD_MV)
-        return cls(mean.astype(np.float32), std.astype(np.float32))
+        return cls(mean.astype(np.float32), std.astype(np.float32),
+                   voltages.min(axis=(0, 2)).astype(np.float32), voltages.max(axis=(0, 2)).astype(np.float32))
+
+    def z_bounds(self, device=None, dtype=torch.float32) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """(low, high) in z units as tensors, or None when no range is known."""
+        if self.low is None or self.high is None:
+            return None
+        to_z = lambda v: torch.as_tensor((v - self.mean) / self.std, device=device, dtype=dtype)  # noqa: E731
+        return to_z(self.low), to_z(self.high)
 
     def to_z(self, voltages):
         """mV -> z-scores; segments on the second-to-last axis of numpy arrays, last of tensors."""

@@ -27,7 +27,7 @@ from torch import Tensor
 from surrogate_cell.datasets.windows import Normalisation
 from surrogate_cell.engine.heads import MHHead, MMoEHead
 from surrogate_cell.engine.incremental_tcn import BlockWeights, InputLayer, IncrementalTCN
-from surrogate_cell.engine.stepper import adopt_model, check_finite
+from surrogate_cell.engine.stepper import adopt_model, check_finite, within_training_range
 from surrogate_cell.models import MH, MMoE, TCN
 
 
@@ -114,7 +114,8 @@ class IncrementalStepper:
         self._update_stacks(full=False)
         outputs = self.head([stack.features() for stack in self.stacks])
         self.spike_logits = outputs[:, -1]
-        self.latest_z = outputs[:, :-1] + self.latest_z if self.residual_voltage else outputs[:, :-1]
+        z = outputs[:, :-1] + self.latest_z if self.residual_voltage else outputs[:, :-1]
+        self.latest_z = within_training_range(z, self.z_bounds)
         self.steps_taken += 1
         voltage = self.latest_z * self.std + self.mean
         check_finite(voltage, self.steps_taken)

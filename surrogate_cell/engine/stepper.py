@@ -29,6 +29,17 @@ def adopt_model(stepper, model: torch.nn.Module, normalisation: Normalisation, n
     stepper.n_cells = n_cells
     stepper.mean = torch.as_tensor(normalisation.mean, device=device, dtype=dtype)
     stepper.std = torch.as_tensor(normalisation.std, device=device, dtype=dtype)
+    stepper.z_bounds = normalisation.z_bounds(device, dtype)
+
+
+def within_training_range(z: torch.Tensor, z_bounds) -> torch.Tensor:
+    """``z`` clipped to the voltage range of the training data (unchanged if none is known).
+
+    NaN stays NaN, so :func:`check_finite` still stops a broken run.
+    """
+    if z_bounds is None:
+        return z
+    return torch.minimum(torch.maximum(z, z_bounds[0]), z_bounds[1])
 
 
 class FullWindowStepper:
@@ -64,6 +75,7 @@ class FullWindowStepper:
         self.events = torch.roll(self.events, -1, dims=1)
         self.events[:, -1] = torch.as_tensor(events, device=self.device, dtype=self.dtype)
         z, _ = self._predict()
+        z = within_training_range(z, self.z_bounds)
         self.voltages = torch.roll(self.voltages, -1, dims=1)
         self.voltages[:, -1] = z
         self.steps_taken += 1

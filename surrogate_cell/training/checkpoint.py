@@ -10,7 +10,8 @@ JSON string (``meta``):
 - ``data``: data set path, simulation config, train/validation/test simulation indices;
 - ``training``: the training config and progress counters.
 
-The voltage normalisation is stored as tensors ``norm_mean`` / ``norm_std`` (mV per segment).
+The voltage normalisation is stored as tensors ``norm_mean`` / ``norm_std`` (mV per segment),
+and the training voltage range as ``norm_low`` / ``norm_high`` (optional).
 """
 
 from __future__ import annotations
@@ -47,6 +48,8 @@ def save_checkpoint(path: str | Path, model: torch.nn.Module, meta: dict,
         "model": _unwrap(model).state_dict(),
         "norm_mean": torch.as_tensor(normalisation.mean),
         "norm_std": torch.as_tensor(normalisation.std),
+        **({} if normalisation.low is None else {"norm_low": torch.as_tensor(normalisation.low),
+                                                 "norm_high": torch.as_tensor(normalisation.high)}),
         **(extra or {}),
     }
     path = Path(path)
@@ -146,7 +149,8 @@ def model_from_checkpoint(payload: dict, path: str | Path = "checkpoint") -> tor
 
 def normalisation_from_checkpoint(payload: dict) -> Normalisation:
     """The voltage normalisation stored in a checkpoint."""
-    return Normalisation(payload["norm_mean"].numpy(), payload["norm_std"].numpy())
+    bounds = [payload[key].numpy() if key in payload else None for key in ("norm_low", "norm_high")]
+    return Normalisation(payload["norm_mean"].numpy(), payload["norm_std"].numpy(), *bounds)
 
 
 def load_checkpoint(path: str | Path, map_location="cpu"):

@@ -19,7 +19,7 @@ from tqdm import tqdm
 
 from surrogate_cell.data.store import open_data_set
 from surrogate_cell.datasets.windows import WindowData, build_window_data, load_raw, model_input
-from surrogate_cell.engine.stepper import RUNAWAY_LIMIT_MV
+from surrogate_cell.engine.stepper import RUNAWAY_LIMIT_MV, within_training_range
 from surrogate_cell.spikes import REFRACTORY_MS, SPIKE_TOLERANCE_MS, spike_scores, upward_crossing_times
 from surrogate_cell.training.checkpoint import check_cell, load_checkpoint
 
@@ -64,12 +64,14 @@ def teacher_forced(model, data: WindowData, batch_size: int):
 
 
 @torch.no_grad()
-def free_run(model, data: WindowData, start: int, n_steps: int, std: np.ndarray, mean: np.ndarray):
+def free_run(model, data: WindowData, start: int, n_steps: int, std: np.ndarray, mean: np.ndarray,
+             bounds=None):
     """Run all sims together on their own predictions from the true history before ``start``.
 
     Returns z-voltages (n_sims, n, S) for times ``start .. start + n - 1`` and the step at which
     a voltage first left the physiological range (None if never): the run stops there, since
-    what follows would be meaningless.
+    what follows would be meaningless. ``bounds`` (z units, from the checkpoint) clip every
+    prediction to the training range, as the stepping engine does.
     """
     window = data.window
     history = data.voltages[:, start - window:start].clone()
@@ -78,7 +80,7 @@ def free_run(model, data: WindowData, start: int, n_steps: int, std: np.ndarray,
     for step in tqdm(range(n_steps), desc="free-running", leave=False):
         t = start + step
         voltage, _ = model(model_input(data.events[:, t - window:t].float(), history))
-        voltage = voltage.float()
+        voltage = within_training_range(voltage.float(), bounds)
         if not (torch.isfinite(voltage).all() and (voltage.abs() <= torch.as_tensor(limit)).all()):
             diverged_at = step
             break
@@ -169,7 +171,8 @@ def evaluate(config: EvaluationConfig) -> dict:
     true_z = data.voltages[:, data.window:]
     tf_error = ((tf_z - true_z).numpy() * std)
     n_free = min(config.free_run_ms, data.n_ms - data.window)
-    fr_z, diverged_at = free_run(model, data, data.window, n_free, std, normalisation.mean)
+    fr_z, diverged_at = free_run(model, data, data.window, n_free, std, normalisation.mean,
+                                 normalisation.z_bounds())
     n_free = fr_z.shape[1]
     fr_error = (fr_z - data.voltages[:, data.window:data.window + n_free]).numpy() * std
     fr_mv = normalisation.to_mv(fr_z).numpy()

@@ -26,7 +26,7 @@ def shipped_payload(checkpoint: str | Path) -> dict:
     payload = read_checkpoint(checkpoint)
     meta = payload["meta"]
     meta["data"] = {**meta["data"], "path": Path(meta["data"].get("path", "")).name}
-    kept = {key: payload[key] for key in REQUIRED_KEYS if key != "meta"}
+    kept = {key: payload[key] for key in (*REQUIRED_KEYS, "norm_low", "norm_high") if key != "meta" and key in payload}
     return {**kept, "meta": json.dumps(meta, sort_keys=True)}
 
 

@@ -37,6 +37,7 @@ from surrogate_cell.datasets.windows import (
     model_input,
     split_simulations,
 )
+from surrogate_cell.engine.stepper import within_training_range
 from surrogate_cell.models import build_model, load_model_config
 from surrogate_cell.spikes import best_crossing_threshold
 from surrogate_cell.training.checkpoint import (
@@ -123,7 +124,7 @@ def drifted(history: torch.Tensor, drift_std: float) -> torch.Tensor:
 
 def unrolled_task_losses(model, events, history, targets, spike_targets, window: int,
                          noise_std: float = 0.0, free_steps: int = 0,
-                         drift_std: float = 0.0) -> torch.Tensor:
+                         drift_std: float = 0.0, z_bounds=None) -> torch.Tensor:
     """Per-task losses averaged over the steps after a free-running lead-in.
 
     The first ``free_steps`` steps run the model on its own predictions without gradients and
@@ -137,7 +138,7 @@ def unrolled_task_losses(model, events, history, targets, spike_targets, window:
         history = history + noise_std * torch.randn_like(history)
     if drift_std > 0:
         history = drifted(history, drift_std)
-    history = free_run_history(model, events, history, window, free_steps)
+    history = free_run_history(model, events, history, window, free_steps, z_bounds)
     horizon = targets.shape[1]
     total = 0.0
     for step in range(free_steps, horizon):  # a loop over time steps, not tasks
@@ -148,8 +149,9 @@ def unrolled_task_losses(model, events, history, targets, spike_targets, window:
 
 
 @torch.no_grad()
-def free_run_history(model, events, history, window: int, steps: int) -> torch.Tensor:
-    """The voltage window after ``steps`` free-running steps from ``history`` (eval mode)."""
+def free_run_history(model, events, history, window: int, steps: int, z_bounds=None) -> torch.Tensor:
+    """The voltage window after ``steps`` free-running steps from ``history`` (eval mode),
+    each prediction clipped to the training range ``z_bounds`` as in the stepping engine."""
     if steps == 0:
         return history
     was_training = model.training
@@ -157,7 +159,9 @@ def free_run_history(model, events, history, window: int, steps: int) -> torch.T
     for step in range(steps):
         voltage, _ = model(model_input(events[:, step:step + window], history))
         # Clipping keeps an untrained model's wild early drift from producing inf/NaN inputs.
-        history = torch.cat([history[:, 1:], voltage[:, None].float().clamp(-20.0, 20.0)], dim=1)
+        voltage = voltage.float().clamp(-20.0, 20.0) if z_bounds is None else \
+            within_training_range(voltage.float(), z_bounds)
+        history = torch.cat([history[:, 1:], voltage[:, None]], dim=1)
     model.train(was_training)
     return history
 
@@ -285,7 +289,8 @@ def validate_free_running(model, data: WindowData, positions, normalisation: Nor
     sims, times = positions
     keep = times <= data.n_ms - duration_ms
     events, history, targets, _ = (t.to(device) for t in data.gather(sims[keep], times[keep], duration_ms))
-    predicted = free_run_history(model, events, history, window, duration_ms)[:, -duration_ms:]
+    predicted = free_run_history(model, events, history, window, duration_ms,
+                                 normalisation.z_bounds(device))[:, -duration_ms:]
     error_mv = (predicted - targets) * torch.as_tensor(normalisation.std, device=device)
     model.train()
     return float(error_mv.pow(2).mean().sqrt())
@@ -447,7 +452,8 @@ class Trainer:
         with autocast:
             losses = unrolled_task_losses(self.network, *batch, self.window,
                                           self.config.history_noise_std, free_steps=lead,
-                                          drift_std=self.config.history_drift_std)
+                                          drift_std=self.config.history_drift_std,
+                                          z_bounds=self.data.normalisation.z_bounds(self.device))
         loss = self.balancer.combine(losses)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -530,6 +536,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--out-dir", dest="out_dir", metavar="DIR",
                         help="where best.pt, last.pt and metrics.csv go")
     parser.add_argument("--model", metavar="FILE", help="model config YAML, e.g. training/models/mmoe.yaml")
+    parser.add_argument("--init-from", dest="init_from", metavar="PT",
+                        help="start from this checkpoint's weights (fine-tuning; fresh optimiser)")
     parser.add_argument("--max-steps", dest="max_steps", type=int, metavar="N", help="optimiser steps")
     parser.add_argument("--batch-size", dest="batch_size", type=int, metavar="B", help="windows per step")
     parser.add_argument("--device", help="auto (default), cpu or cuda")
@@ -542,7 +550,7 @@ def run(args) -> int:
     import sys
 
     overrides = {name: getattr(args, name) for name in
-                 ("data", "out_dir", "model", "max_steps", "batch_size", "device", "seed")}
+                 ("data", "out_dir", "model", "init_from", "max_steps", "batch_size", "device", "seed")}
     try:
         config = load_train_config(args.config, **overrides)
         if not config.data:
