@@ -19,7 +19,7 @@ $(STAMP): setup.cfg pyproject.toml $(wildcard mechanisms/*.mod)
 install: $(STAMP)
 
 demo: install
-	$(PY) -m surrogate_cell
+	$(PY) examples/compare_lfp.py
 
 test: install
 	$(PY) -m pytest -q
