@@ -160,7 +160,7 @@ def save_figure(path: Path, neuron: dict, surrogate: dict, warmup_ms: int, durat
 
     window = slice(warmup_ms, warmup_ms + duration_ms + 1)
     t = np.arange(duration_ms + 1)
-    figure = plt.figure(figsize=(13, 7))
+    figure = plt.figure(figsize=(13, 7), layout="constrained")
     grid = figure.add_gridspec(2, 3, width_ratios=(1, 2, 2))
     axis = figure.add_subplot(grid[:, 0])
     for x, z in zip(neuron["x"], neuron["z"]):
@@ -179,9 +179,9 @@ def save_figure(path: Path, neuron: dict, surrogate: dict, warmup_ms: int, durat
     for i, z in enumerate(positions["z"]):
         axis.plot(t, z + 80 * lfp_true[i] / scale, "k", lw=0.8, label="NEURON" if i == 0 else None)
         axis.plot(t, z + 80 * lfp_pred[i] / scale, "r", lw=0.8, label="surrogate" if i == 0 else None)
-    axis.set(xlabel="t (ms)", ylabel="electrode z (um)", title=f"LFP (scale bar: {1000 * scale:.1f} uV = 80 um)")
+    axis.set(xlabel="t (ms)", ylabel="electrode z (um)", ylim=(positions["z"][0] - 150, positions["z"][-1] + 150),
+             title=f"LFP ({1000 * scale:.1f} uV = 80 um; traces beyond the axes clipped)")
     axis.legend(loc="upper right")
-    figure.tight_layout()
     figure.savefig(path, dpi=110)
     plt.close(figure)
 

@@ -26,6 +26,9 @@ def shipped_payload(checkpoint: str | Path) -> dict:
     payload = read_checkpoint(checkpoint)
     meta = payload["meta"]
     meta["data"] = {**meta["data"], "path": Path(meta["data"].get("path", "")).name}
+    config = meta.get("training", {}).get("config", {})
+    if config.get("data"):
+        config["data"] = Path(config["data"]).name
     kept = {key: payload[key] for key in (*REQUIRED_KEYS, "norm_low", "norm_high") if key != "meta" and key in payload}
     return {**kept, "meta": json.dumps(meta, sort_keys=True)}
 
@@ -61,7 +64,7 @@ def evaluation_section(title: str, metrics: dict) -> list[str]:
     diverged = metrics.get("free_running_diverged_at_ms")
     lines = [f"### {title}", "",
              f"{len(metrics['simulations'])} held-out simulations, free run {metrics['free_running_ms']} ms"
-             + (f" (diverged after {diverged} ms)" if diverged is not None else " (stable)") + ".", "",
+             + (f" (diverged after {diverged} ms)" if diverged is not None else " (ran to the end)") + ".", "",
              "| RMSE (mV) | all | soma | axon | basal | oblique | apical |",
              "|---|---|---|---|---|---|---|",
              _rmse_row("teacher-forced", metrics["teacher_forced_rmse_mv"]),
@@ -78,11 +81,28 @@ def comparison_section(title: str, metrics: dict) -> list[str]:
     spikes = metrics["spikes"]
     lfp = ", ".join(f"{r:.2f}" for r in metrics["lfp_r"])
     return [f"### {title}", "",
-            _rmse_row("voltage RMSE (mV)", metrics["rmse_mv"]).replace("| voltage", "voltage", 1), "",
+            "| RMSE (mV) | all | soma | axon | basal | oblique | apical |", "|---|---|---|---|---|---|---|",
+            _rmse_row("free-running", metrics["rmse_mv"]), "",
             f"- somatic spikes: precision {spikes['precision']:.2f}, recall {spikes['recall']:.2f}, "
             f"F1 {spikes['f1']:.2f} ({spikes['n_true']} NEURON, {spikes['n_predicted']} surrogate)",
             f"- LFP Pearson r per electrode (z = 0 … 1000 µm): {lfp}",
             f"- current dipole moment (z) Pearson r: {metrics['dipole_z_r']:.2f}", ""]
+
+
+def reference_section(name: str, reference: dict) -> list[str]:
+    """Markdown lines stating the CI regression protocol, its numbers and margins."""
+    protocol, metrics, margins = reference["protocol"], reference["metrics"], reference["margins"]
+    return ["## CI regression reference", "",
+            f"`tests/test_default_model.py` reruns `examples/compare_lfp.py` ({protocol['regime']} input, seed "
+            f"{protocol['seed']}, {protocol['warmup_ms']} ms NEURON warm-up, {protocol['duration_ms']} ms compared; "
+            f"NEURON runs inside the test) and checks these numbers (`{name}.json`) within the margins:", "",
+            "| RMSE (mV) | all | soma | axon | basal | oblique | apical |", "|---|---|---|---|---|---|---|",
+            _rmse_row("at shipping", metrics["rmse_mv"]), "",
+            f"- LFP Pearson r: {', '.join(f'{r:.2f}' for r in metrics['lfp_r'])}; dipole (z) r "
+            f"{metrics['dipole_z_r']:.2f}; spikes: {metrics['spikes']['n_true']} NEURON, "
+            f"{metrics['spikes']['n_predicted']} surrogate.",
+            f"- Margins: RMSE +{margins['rmse_mv']} mV per section, LFP/dipole r −{margins['lfp_r']}, "
+            f"surrogate spike count ±{margins['spike_count']}.", ""]
 
 
 def model_card(name: str, meta: dict, size_bytes: int, wall_s: float, evaluations: dict[str, dict],
@@ -106,7 +126,7 @@ def model_card(name: str, meta: dict, size_bytes: int, wall_s: float, evaluation
              f"- File size {size_bytes / 2**20:.1f} MB.",
              f"- Training config (last phase): `{json.dumps(config, sort_keys=True)}`; "
              f"{training['progress']['step']} steps in that phase.",
-             f"- Training wall time (all phases): {wall_s / 60:.0f} min on {hardware_description()}.", "",
+             f"- Training wall time (all runs given to `ship`): {wall_s / 60:.0f} min on {hardware_description()}.", "",
              "## Held-out metrics", ""]
     for title, metrics in evaluations.items():
         lines += evaluation_section(title, metrics)
@@ -134,9 +154,10 @@ def ship(checkpoint: str | Path, name: str, run_dirs: list[Path], evaluations: d
     card = model_card(name, json.loads(payload["meta"]), size, training_wall_time_s(run_dirs),
                       {title: read_json(p) for title, p in evaluations.items()},
                       {title: read_json(p) for title, p in comparisons.items()}, notes)
-    (out_dir / f"{name}.md").write_text(card)
     if reference is not None:
         (out_dir / f"{name}.json").write_text(Path(reference).read_text())
+        card += "\n" + "\n".join(reference_section(name, read_json(reference)))
+    (out_dir / f"{name}.md").write_text(card)
     return target
 
 
