@@ -321,8 +321,8 @@ def test_a_model_of_another_cell_is_refused(tmp_path, reference):
 
 
 def test_unknown_model_name_lists_the_shipped_models():
-    with pytest.raises(CheckpointError, match="Unknown model 'l5pc-default'.*Shipped model names"):
-        SurrogateCell(model="l5pc-default")
+    with pytest.raises(CheckpointError, match="Unknown model 'l5pc-huge'.*Shipped model names: l5pc-default"):
+        SurrogateCell(model="l5pc-huge")
 
 
 def test_other_temperature_is_refused(checkpoint):
