@@ -350,12 +350,16 @@ def test_neuron_reference_has_the_surrogate_networks_wiring_and_input(checkpoint
 
 @pytest.mark.skipif(not (PRETRAINED_DIR / "l5pc-default.pt").is_file(),
                     reason="needs the trained default model surrogate_cell/pretrained/l5pc-default.pt")
+@pytest.mark.xfail(strict=True, reason="known shortfall of the shipped l5pc-default: run free it fires no "
+                   "spikes (see its model card), while NEURON fires ~14 Hz with this drive")
 def test_trained_surrogate_network_fires_like_the_neuron_network():
-    """10 cells x 300 ms: population rate within 25 % (or 1 Hz) of NEURON's after the first 50 ms."""
-    network = build_recurrent_network("l5pc-default", RecurrentNetworkConfig(n_cells=10, n_contacts=4), device="cpu")
+    """10 cells x 300 ms, drive strong enough that NEURON fires: rate within 25 % (or 1 Hz) after 50 ms."""
+    config = RecurrentNetworkConfig(n_cells=10, n_contacts=4, exc_rate_hz=20.0)
+    network = build_recurrent_network("l5pc-default", config, device="cpu")
     surrogate = network.simulate(300)
     with NeuronNetwork(network) as reference:
         neuron = reference.run(300, record_soma=False, progress=False)
     comparison = compare_runs(neuron, surrogate, t_start_ms=50.0)
+    assert comparison.neuron_rate_hz > 2.0, "the drive no longer makes the NEURON network fire"
     tolerance = max(0.25 * comparison.neuron_rate_hz, 1.0)
     assert abs(comparison.surrogate_rate_hz - comparison.neuron_rate_hz) <= tolerance, comparison
