@@ -46,8 +46,8 @@ class Normalisation:
         """(low, high) in z units as tensors, or None when no range is known."""
         if self.low is None or self.high is None:
             return None
-        to_z = lambda v: torch.as_tensor((v - self.mean) / self.std, device=device, dtype=dtype)  # noqa: E731
-        return to_z(self.low), to_z(self.high)
+        return tuple(torch.as_tensor((mv - self.mean) / self.std, device=device, dtype=dtype)
+                     for mv in (self.low, self.high))
 
     def to_z(self, voltages):
         """mV -> z-scores; segments on the second-to-last axis of numpy arrays, last of tensors."""

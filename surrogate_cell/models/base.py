@@ -64,7 +64,8 @@ class SurrogateConfig:
     def tcn_config(self, channels: tuple[int, ...], n_members: int = 1) -> TCNConfig:
         """A :class:`TCNConfig` reading this model's input (see :meth:`tcn_input`) with the given widths."""
         return TCNConfig(
-            in_channels=self.in_channels if self.voltage_input else self.event_channels, channels=channels, kernel_size=self.kernel_size,
+            in_channels=self.in_channels if self.voltage_input else self.event_channels,
+            channels=channels, kernel_size=self.kernel_size,
             dilations=self.dilations, dropout=self.dropout, window=self.window,
             n_members=n_members, event_channels=self.event_channels, rescaled_init=self.rescaled_init,
         )

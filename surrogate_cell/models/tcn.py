@@ -222,12 +222,12 @@ def rescale_initialisation(blocks) -> None:
     (times ``FIRST_BLOCK_GAIN`` in the first block), which makes feature changes ~0.1.
     """
     for index, block in enumerate(blocks):
-        first = FIRST_BLOCK_GAIN if index == 0 else 1.0
+        input_gain = FIRST_BLOCK_GAIN if index == 0 else 1.0  # the sparse raw input needs more
         block.conv1.parametrizations.weight.original0.mul_(FIRST_BLOCK_GAIN if index == 0 else CONV_GAIN)
         block.conv2.parametrizations.weight.original0.mul_(CONV_GAIN)
         if block.residual is not None:
             fan_in = block.residual.weight.shape[1]
-            block.residual.weight.normal_(0.0, RESIDUAL_GAIN * first / fan_in ** 0.5)
+            block.residual.weight.normal_(0.0, RESIDUAL_GAIN * input_gain / fan_in ** 0.5)
 
 
 class TCN(nn.Module):

@@ -150,13 +150,12 @@ def ship(checkpoint: str | Path, name: str, run_dirs: list[Path], evaluations: d
         target.unlink()
         raise CheckpointError(f"{checkpoint} is {size / 2**20:.1f} MB, over the {PACKAGE_BUDGET_BYTES / 2**20:.0f} MB "
                               "package budget; ship a smaller model config.")
-    read_json = lambda path: json.loads(Path(path).read_text())  # noqa: E731
     card = model_card(name, json.loads(payload["meta"]), size, training_wall_time_s(run_dirs),
-                      {title: read_json(p) for title, p in evaluations.items()},
-                      {title: read_json(p) for title, p in comparisons.items()}, notes)
+                      {title: _read_json(p) for title, p in evaluations.items()},
+                      {title: _read_json(p) for title, p in comparisons.items()}, notes)
     if reference is not None:
         (out_dir / f"{name}.json").write_text(Path(reference).read_text())
-        card += "\n" + "\n".join(reference_section(name, read_json(reference)))
+        card += "\n" + "\n".join(reference_section(name, _read_json(reference)))
     (out_dir / f"{name}.md").write_text(card)
     return target
 
@@ -169,6 +168,10 @@ state, check it fits the 25 MB package budget, and write the model card NAME.md 
 training runs' metrics.csv and evaluation results (metrics.json of `evaluate`, JSON of
 examples/compare_lfp.py --metrics-json). --reference copies the CI regression reference.
 """
+
+
+def _read_json(path) -> dict:
+    return json.loads(Path(path).read_text())
 
 
 def _titled_paths(values: list[str] | None) -> dict[str, Path]:

@@ -2,12 +2,13 @@
 
 Loss: MSE on z-scored voltages of every segment + BCE-with-logits on the somatic-spike task,
 optionally balanced per task with LBTW. Free-running robustness comes from Gaussian noise on
-the voltage history, from a free-running lead-in of up to ``free_lead_ms`` (the model on its
-own predictions, no gradients), from random drifts ramped into the history
-(``history_drift_std``) and from unrolling ``rollout_steps`` milliseconds on the
-model's own predictions. With ``val_free_ms`` > 0 the best checkpoint is the one with the
-lowest free-running validation RMSE. Runs on one process or under ``torchrun`` (DistributedDataParallel, gloo on CPU,
-NCCL on GPU); rank 0 writes checkpoints (``best.pt``, ``last.pt``) and ``metrics.csv``.
+the voltage history (``history_noise_std``), random drifts ramped into it
+(``history_drift_std``), a free-running lead-in of up to ``free_lead_ms`` (the model on its
+own predictions, no gradients) and unrolling ``rollout_steps`` milliseconds on the model's
+own predictions. With ``val_free_ms`` > 0 the best checkpoint is the one with the lowest
+free-running validation RMSE. Runs on one process or under ``torchrun``
+(DistributedDataParallel, gloo on CPU, NCCL on GPU); rank 0 writes checkpoints (``best.pt``,
+``last.pt``) and ``metrics.csv``.
 """
 
 from __future__ import annotations
@@ -158,9 +159,7 @@ def free_run_history(model, events, history, window: int, steps: int, z_bounds=N
     model.eval()
     for step in range(steps):
         voltage, _ = model(model_input(events[:, step:step + window], history))
-        # Clipping keeps an untrained model's wild early drift from producing inf/NaN inputs.
-        voltage = voltage.float().clamp(-20.0, 20.0) if z_bounds is None else \
-            within_training_range(voltage.float(), z_bounds)
+        voltage = within_training_range(voltage.float(), z_bounds)
         history = torch.cat([history[:, 1:], voltage[:, None]], dim=1)
     model.train(was_training)
     return history
@@ -292,7 +291,6 @@ def validate_free_running(model, data: WindowData, positions, normalisation: Nor
     predicted = free_run_history(model, events, history, window, duration_ms,
                                  normalisation.z_bounds(device))[:, -duration_ms:]
     error_mv = (predicted - targets) * torch.as_tensor(normalisation.std, device=device)
-    model.train()
     return float(error_mv.pow(2).mean().sqrt())
 
 
@@ -387,6 +385,7 @@ class Trainer:
                                        lead=config.free_lead_ms)
         self.balancer = LossBalancer(config.lbtw_alpha, config.spike_loss_weight)
         self.val_positions = validation_positions(self.data.validation, config.val_windows, config.seed)
+        self.z_bounds = self.data.normalisation.z_bounds(self.device)
         self.progress = Progress()
         if config.init_from:
             self._initialise_from(config.init_from)
@@ -453,7 +452,7 @@ class Trainer:
             losses = unrolled_task_losses(self.network, *batch, self.window,
                                           self.config.history_noise_std, free_steps=lead,
                                           drift_std=self.config.history_drift_std,
-                                          z_bounds=self.data.normalisation.z_bounds(self.device))
+                                          z_bounds=self.z_bounds)
         loss = self.balancer.combine(losses)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
