@@ -6,8 +6,9 @@ Prints, from one run on this machine:
   (GABAA) synapse per dendritic segment, Poisson (Bernoulli per 1 ms bin) input at
   ``--rate`` events per ms, ``dt = 0.025``, ``rec_vmem``, ``rec_imem``, a ``RecExtElectrode``
   with a few contacts and a ``CurrentDipoleMoment``; seconds per simulated second.
-* The :class:`IncrementalStepper` with random-weight paper-size MH and MMoE models
-  (``training/models/{mh,mmoe}.yaml``) at 1, 10 and 100 cells: seconds per simulated
+* The fast steppers (:func:`make_stepper`: :class:`IncrementalStepper` for the random-weight
+  paper-size MH and MMoE models, :class:`SRMStepper` for the SRM of
+  ``training/models/srm.yaml``) at 1, 10 and 100 cells: seconds per simulated
   second, FLOPs per cell-step (counted analytically on the incremental path), achieved
   GFLOP/s against torch's own large float32 matmul rate, the per-cell speed ratio to NEURON
   and memory (the engine's window state; the process's peak RSS, measured before NEURON runs).
@@ -45,9 +46,9 @@ import torch  # noqa: E402
 from surrogate_cell.cells import l5pc  # noqa: E402
 from surrogate_cell.data.simulation import cell_layout  # noqa: E402
 from surrogate_cell.datasets.windows import Normalisation  # noqa: E402
-from surrogate_cell.engine import FullWindowStepper, IncrementalStepper  # noqa: E402
+from surrogate_cell.engine import FullWindowStepper, IncrementalStepper, make_stepper  # noqa: E402
 from surrogate_cell.engine.dense import DenseProduct  # noqa: E402
-from surrogate_cell.models import build_model_from_file  # noqa: E402
+from surrogate_cell.models import SRM, build_model_from_file  # noqa: E402
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "training" / "models"
 SYNAPSE_SECTION_TYPES = ("basal", "apical", "oblique")
@@ -72,7 +73,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--steps", type=int, nargs="+", default=[1000, 500, 100],
                         help="simulated ms per cell count (scaled to 1 s in the table)")
     parser.add_argument("--repeats", type=int, default=2, help="timed runs per measurement (best)")
-    parser.add_argument("--families", nargs="+", default=["mh", "mmoe"])
+    parser.add_argument("--families", nargs="+", default=["mh", "mmoe", "srm"])
     return parser.parse_args()
 
 
@@ -133,9 +134,11 @@ def neuron_seconds_per_second(cell, layout, duration_ms: int, rate: float, seed:
 def paper_model(family: str, shape: CellShape) -> torch.nn.Module:
     """A random-weight paper-size model of ``family`` for the default cell."""
     torch.manual_seed(0)
+    spike_input = {"spike_threshold_z": 3.0} if family == "srm" else {}
     return build_model_from_file(CONFIG_DIR / f"{family}.yaml",
                                  in_channels=shape.n_events + shape.n_segments,
-                                 n_tasks=shape.n_segments + 1, event_channels=shape.n_events)
+                                 n_tasks=shape.n_segments + 1, event_channels=shape.n_events,
+                                 **spike_input)
 
 
 def normalisation(shape: CellShape) -> Normalisation:
@@ -173,6 +176,9 @@ def full_window_flops(model) -> int:
     """FLOPs per cell of one full-window forward (every convolution over the whole window, dense
     input; the head as the incremental engine evaluates it), for comparison."""
     config, total = model.config, 0
+    if isinstance(model, SRM):  # filter bank, projection, MLP, towers
+        return 2 * (config.n_filtered * (config.window + config.hidden)
+                    + config.mlp_layers * config.hidden ** 2 + 2 * config.hidden * config.n_tasks)
     stacks = [model.tcn] if hasattr(model, "tcn") else [model.experts, model.compressor]
     for stack in stacks:
         for block in stack.effective_weights():
@@ -197,13 +203,13 @@ class EngineRun:
 
 def measure_engine(family: str, model, shape: CellShape, args) -> list[EngineRun]:
     """Time ``family`` at every cell count; prints the FLOP breakdown per cell-step."""
-    breakdown = started(IncrementalStepper, model, shape, 1).flop_breakdown(args.rate)
+    breakdown = started(make_stepper, model, shape, 1).flop_breakdown(args.rate)
     print(f"  {family}: MFLOP per cell-step " + ", ".join(
         f"{part} {flops / 1e6:.1f}" for part, flops in breakdown.items())
         + f" (full-window model forward: {full_window_flops(model) / 1e6:.0f})", flush=True)
     runs = []
     for n_cells, n_steps in zip(args.cells, args.steps):
-        stepper = started(IncrementalStepper, model, shape, n_cells)
+        stepper = started(make_stepper, model, shape, n_cells)
         seconds = time_steps(stepper, shape, n_cells, n_steps, args.rate, args.repeats)
         runs.append(EngineRun(family, n_cells, n_steps, seconds, stepper.flops_per_cell_step(args.rate),
                               stepper.state_bytes() / 1e6, peak_rss_mb()))
@@ -242,10 +248,10 @@ def report_reference_stepper(shape: CellShape, args) -> None:
         model = paper_model(family, shape)
         for n_cells in (1, 10):
             timings = {}
-            for stepper_class in (FullWindowStepper, IncrementalStepper):
+            for stepper_class in (FullWindowStepper, make_stepper):
                 stepper = started(stepper_class, model, shape, n_cells)
                 timings[stepper_class] = time_steps(stepper, shape, n_cells, 20, args.rate, 1) / 20
-            full, incremental = timings[FullWindowStepper], timings[IncrementalStepper]
+            full, incremental = timings[FullWindowStepper], timings[make_stepper]
             print(f"  {family:<5}{n_cells:>4} cells: full-window {full * 1e3:8.1f} ms/step, "
                   f"incremental {incremental * 1e3:7.1f} ms/step ({full / incremental:5.1f}x)", flush=True)
 

@@ -44,6 +44,8 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--iters", type=int, default=10)
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--bf16", action="store_true",
+                   help="bfloat16 autocast (mixed precision on CPUs with AVX512-BF16/AMX)")
     p.add_argument("--unfused-adam", action="store_true", help="use the default Adam kernel")
     p.add_argument("--loader-sims", type=int, default=16, help="simulations held by the loader test")
     p.add_argument("--loader-ms", type=int, default=3000, help="length of each simulation")
@@ -89,17 +91,22 @@ def bench_family(family: str, args: argparse.Namespace) -> dict[str, float]:
     # per-parameter loop on these ~10 M-parameter models.
     optimiser = torch.optim.Adam(model.parameters(), lr=1e-3, fused=not args.unfused_adam)
 
+    def autocast():
+        return torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.bf16)
+
     def train_step() -> None:
         """One Adam step on the synthetic batch."""
-        v_pred, s_logit = model(x)
-        loss = F.mse_loss(v_pred, v_target) + F.binary_cross_entropy_with_logits(s_logit, s_target)
+        with autocast():
+            v_pred, s_logit = model(x)
+        loss = (F.mse_loss(v_pred.float(), v_target)
+                + F.binary_cross_entropy_with_logits(s_logit.float(), s_target))
         optimiser.zero_grad(set_to_none=True)
         loss.backward()
         optimiser.step()
 
     def forward_step() -> None:
         """One inference forward pass."""
-        with torch.inference_mode():
+        with torch.inference_mode(), autocast():
             model(x)
 
     model.train()
@@ -139,6 +146,7 @@ def main() -> None:
     args = parse_args()
     torch.set_num_threads(args.threads)
     path = "dense" if args.dense else f"sparse events (density {args.density:g})"
+    path += ", bfloat16 autocast" if args.bf16 else ", float32"
     print(f"torch {torch.__version__}, threads {args.threads}, batch {args.batch}, "
           f"C_in {args.in_channels}, n_tasks {args.n_tasks}, T {args.window}, {path}, "
           f"load average {os.getloadavg()[0]:.2f}")

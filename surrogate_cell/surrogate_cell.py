@@ -50,7 +50,7 @@ import torch
 
 from surrogate_cell.cells import l5pc
 from surrogate_cell.data.simulation import SYNAPSE_MECHANISMS, cell_layout
-from surrogate_cell.engine import IncrementalStepper
+from surrogate_cell.engine import make_stepper
 from surrogate_cell.spikes import upward_crossing_times
 from surrogate_cell.training.checkpoint import CheckpointError, check_cell, load_checkpoint
 
@@ -226,7 +226,7 @@ class SurrogateCell(LFPy.Cell):
                  history_events: np.ndarray | None = None,
                  spike_threshold: float | None = None,
                  spike_refractory_ms: float = DEFAULT_SPIKE_REFRACTORY_MS,
-                 stepper: Callable = IncrementalStepper, **cell_kwargs):
+                 stepper: Callable = make_stepper, **cell_kwargs):
         self.model_path = resolve_model(model)
         self.device = select_device(device)
         self.dtype = select_dtype(dtype, self.device)

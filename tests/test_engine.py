@@ -10,7 +10,13 @@ import torch
 from surrogate_cell.cells import l5pc
 from surrogate_cell.data.simulation import SYNAPSE_SECTION_TYPES, cell_layout
 from surrogate_cell.datasets.windows import Normalisation, model_input
-from surrogate_cell.engine import FullWindowStepper, IncrementalStepper, SurrogateDivergedError
+from surrogate_cell.engine import (
+    FullWindowStepper,
+    IncrementalStepper,
+    SRMStepper,
+    SurrogateDivergedError,
+    make_stepper,
+)
 from surrogate_cell.engine.dense import DenseProduct
 from surrogate_cell.engine.sliding import SlidingWindow
 from surrogate_cell.models import build_model
@@ -99,6 +105,40 @@ def test_incremental_equals_full_recompute_for_residual_voltage_models(family):
 def test_incremental_equals_full_recompute_for_events_only_models(family):
     model = small_model(family, voltage_input=False)
     assert largest_relative_error(model, torch.float64, PAPER_WINDOW["window"], n_steps=60) < 1e-12
+
+
+def small_srm(**overrides) -> torch.nn.Module:
+    """A seeded random SRM whose soma (segment 2) jumps far above threshold on a spike."""
+    torch.manual_seed(0)
+    model = build_model("srm", {"taus": (1.0, 5.0, 30.0), "hidden": 6, "mlp_layers": 1,
+                                "dropout": 0.0, "window": 100, "soma_segment": 2,
+                                "spike_threshold_z": 1.5, "in_channels": N_EVENTS + N_SEGMENTS,
+                                "n_tasks": N_SEGMENTS + 1, "event_channels": N_EVENTS, **overrides})
+    with torch.no_grad():
+        model.spike_jump[2] = 8.0
+        model.towers.weight[-1].mul_(20.0)  # spike logits of both signs: some steps spike
+    return model
+
+
+def test_srm_stepper_equals_full_recompute_with_spike_feedback():
+    model = small_srm()
+    generator = torch.Generator().manual_seed(1)
+    history = -70.0 + 5.0 * torch.randn(N_CELLS, 100, N_SEGMENTS, generator=generator)
+    history[..., 2] = history[..., 2].clamp(max=-65.0)  # soma below its threshold (-62.5 mV) ...
+    history[:, 40:99:13, 2] = -40.0  # ... but for a few spikes
+    events = random_events(generator, N_CELLS, 100, N_EVENTS)
+    reference = FullWindowStepper(model, NORMALISATION, N_CELLS, dtype=torch.float64)
+    fast = make_stepper(model, NORMALISATION, N_CELLS, dtype=torch.float64)
+    assert isinstance(fast, SRMStepper)
+    reference.reset(history, events)
+    fast.reset(history, events)
+    n_spikes = 0
+    for step in range(150):
+        step_events = random_events(generator, N_CELLS, N_EVENTS)
+        expected, got = reference.step(step_events), fast.step(step_events)
+        torch.testing.assert_close(got, expected, rtol=1e-9, atol=1e-9, msg=f"step {step}")
+        n_spikes += int((expected[:, 2] > -70.0 + 5.0 * 1.5).sum())
+    assert n_spikes > 3  # the spike feedback path was exercised
 
 
 def test_dense_events_take_the_dense_path_and_stay_exact():

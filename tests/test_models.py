@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 from pathlib import Path
 
 import pytest
@@ -19,6 +21,7 @@ from surrogate_cell.models import (
     make_gate_mask,
 )
 from surrogate_cell.models.events import EventIndex
+from surrogate_cell.models.tcn import MaskDropout
 from surrogate_cell.models.mmoeex import n_special_experts
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "training" / "models"
@@ -94,11 +97,11 @@ def test_mmoe_forward_equals_towers_on_explicit_mixtures():
                                rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.parametrize("name", ["mh", "mmoe", "mmoeex", "mh_small", "mmoe_small"])
+@pytest.mark.parametrize("name", ["mh", "mmoe", "mmoeex", "mh_small", "mmoe_small", "srm"])
 def test_yaml_configs_build(name):
     """Every shipped YAML config loads and builds a working model."""
     family, fields = load_model_config(CONFIG_DIR / f"{name}.yaml")
-    assert family in {"mh", "mmoe", "mmoeex"}
+    assert family in {"mh", "mmoe", "mmoeex", "srm"}
     model = build_model_from_file(CONFIG_DIR / f"{name}.yaml", in_channels=10, n_tasks=4,
                                   event_channels=6)
     voltage, spike = model(torch.zeros(2, 10, fields["window"]))
@@ -385,3 +388,75 @@ def test_rescaled_initialisation_makes_sparse_events_visible():
             return float((tcn(first) - tcn(second)).abs().mean())
 
     assert event_sensitivity(False) < 1e-3 < 1e-2 < event_sensitivity(True)
+
+
+def test_mask_dropout_drops_and_scales_like_nn_dropout():
+    dropout = MaskDropout(0.2)
+    x = torch.ones(1000, 1000)
+    y = dropout(x)
+    assert abs((y == 0).float().mean().item() - 0.2) < 0.005
+    assert torch.allclose(y[y != 0], torch.tensor(1.25))
+    assert abs(y.mean().item() - 1.0) < 0.01  # inverted dropout keeps the expectation
+    dropout.eval()
+    assert torch.equal(dropout(x), x)
+    with pytest.raises(ValueError, match="dropout"):
+        MaskDropout(1.0)
+
+
+SRM_SMALL = dict(in_channels=N_EVENTS + N_DENSE, n_tasks=N_TASKS, window=WINDOW,
+                 event_channels=N_EVENTS, taus=(1.0, 4.0), hidden=8, mlp_layers=1,
+                 soma_segment=1, spike_threshold_z=2.0)
+
+
+def test_srm_reads_events_and_soma_spikes_only():
+    torch.manual_seed(0)
+    model = build_model("srm", SRM_SMALL).eval()
+    x = make_input().clamp(max=1.5)  # no soma spike in the history
+    changed = x.clone()
+    changed[:, N_EVENTS:] -= 3.0  # sub-threshold voltages of every segment
+    assert all(torch.equal(a, b) for a, b in zip(model(x), model(changed)))
+    spiked = x.clone()
+    spiked[:, N_EVENTS + 1, -3] = 4.0  # the soma crossed threshold 3 ms ago
+    assert not torch.equal(model(x)[0], model(spiked)[0])
+    moved = x.clone()
+    moved[:, 0] = torch.roll(moved[:, 0], 1, dims=-1)
+    assert not torch.equal(model(x)[0], model(moved)[0])
+    with pytest.raises(ValueError, match="voltage_input"):
+        build_model("srm", {**SRM_SMALL, "voltage_input": True})
+
+
+def test_srm_filter_bank_weighs_inputs_by_their_age():
+    model = build_model("srm", {**SRM_SMALL, "spike_threshold_z": None})
+    x = torch.zeros(1, N_EVENTS + N_DENSE, WINDOW)
+    x[0, 2, WINDOW - 1] = 1.0  # newest millisecond: lag 0
+    x[0, 2, WINDOW - 5] = 1.0  # lag 4
+    filtered = model.filtered_inputs(x).reshape(N_EVENTS + 1, 2)
+    expected = torch.tensor([1 + math.exp(-4 / 1.0), 1 + math.exp(-4 / 4.0)])
+    torch.testing.assert_close(filtered[2], expected)
+    assert filtered.abs().sum() == filtered[2].abs().sum()
+
+
+def test_srm_spike_jump_is_added_at_upward_logit_crossings_in_evaluation():
+    torch.manual_seed(0)
+    model = build_model("srm", SRM_SMALL).eval()
+    with torch.no_grad():
+        model.spike_jump.fill_(5.0)
+    x = torch.zeros(1, N_EVENTS + N_DENSE, WINDOW)
+    x[0, :N_EVENTS, -1] = 1.0  # events only in the newest millisecond
+    with torch.no_grad():
+        quiet_logit = model.spike_logit(model.projection(torch.zeros(1, model.config.n_filtered)))
+        logit = model(x)[1]
+    with torch.no_grad():  # make the events raise the spike logit
+        model.towers.weight[-1] *= torch.sign(logit - quiet_logit)
+        logit = model(x)[1]
+    assert logit.item() > quiet_logit.item()
+    outputs = {}
+    for name, threshold in (("crossing", (logit + quiet_logit).item() / 2),
+                            ("above both", -1e6), ("below both", 1e6)):
+        model.config.spike_logit_threshold = threshold
+        outputs[name] = model(x)[0]
+    torch.testing.assert_close(outputs["crossing"] - outputs["below both"],
+                               torch.full_like(outputs["crossing"], 5.0))
+    torch.testing.assert_close(outputs["above both"], outputs["below both"])
+    model.config.spike_logit_threshold = 0.5
+    assert model.spike_gate(torch.tensor([1.0, 1.0, -1.0]), torch.tensor([0.0, 2.0, 0.0])).tolist() == [1, 0, 0]

@@ -15,10 +15,11 @@ from surrogate_cell.data.generate import generate
 from surrogate_cell.data.simulation import SimulationConfig
 from surrogate_cell.datasets.windows import BalancedSampler, WindowData, spike_flags
 from surrogate_cell.training.__main__ import main
+from surrogate_cell.training.calibrate import calibrate_checkpoint
 from surrogate_cell.training.checkpoint import CheckpointError, load_checkpoint, read_checkpoint
 from surrogate_cell.spikes import best_crossing_threshold, match_spikes
 from surrogate_cell.training.evaluate import permanent, roc_auc
-from surrogate_cell.training.train import LossBalancer, TrainConfig, Trainer
+from surrogate_cell.training.train import LossBalancer, TrainConfig, Trainer, has_native_bfloat16
 from tests.conftest import REPO_ROOT
 
 TINY_MODEL = "family: mh\nchannels: [8, 4, 2]\ntower_hidden: [8]\ndropout: 0.0\nkernel_size: 4\n"
@@ -52,6 +53,19 @@ def test_tiny_model_overfits_a_tiny_simulation(data_set, model_file, tmp_path):
     trainer.sampler.negatives = tuple(pool[:16] for pool in trainer.sampler.negatives)
     losses = [trainer.train_step() for _ in range(400)]
     assert np.mean(losses[-10:]) <= losses[0] / 10
+
+
+@pytest.mark.skipif(not has_native_bfloat16(torch.device("cpu")),
+                    reason="this CPU has no native bfloat16 (AVX512-BF16/AMX)")
+def test_bfloat16_training_follows_float32_training(data_set, model_file, tmp_path):
+    losses = {}
+    for mixed in (False, True):
+        trainer = Trainer(tiny_config(data_set, model_file, tmp_path / str(mixed), spike_fraction=0.0,
+                                      lr=3e-3, mixed_precision=mixed), progress_bar=False)
+        trainer.sampler.negatives = tuple(pool[:16] for pool in trainer.sampler.negatives)
+        losses[mixed] = np.array([trainer.train_step() for _ in range(200)])
+    assert losses[True][-20:].mean() <= losses[True][0] / 5
+    assert abs(losses[True][-20:].mean() / losses[False][-20:].mean() - 1) < 0.1
 
 
 def test_resume_reproduces_the_next_step(data_set, model_file, tmp_path):
@@ -188,3 +202,24 @@ def test_sampler_fractions_fixed_or_natural():
     assert all(abs(h - 1 / 3) < 0.01 for h in balanced_hits)
     assert abs(natural_hits.float().mean() - 0.02) < 0.01
     assert np.concatenate(times).min() >= 140
+
+
+def test_srm_training_calibrates_its_spike_output(data_set, tmp_path):
+    model_file = tmp_path / "tiny_srm.yaml"
+    model_file.write_text("family: srm\ntaus: [2, 10]\nhidden: 8\nmlp_layers: 1\ndropout: 0.0\n")
+    out_dir = tmp_path / "srm"
+    assert main(["train", "--data", str(data_set), "--model", str(model_file), "--out-dir", str(out_dir),
+                 "--max-steps", "10", "--batch-size", "8", "--no-progress"]) == 0
+    model, normalisation, meta, _ = load_checkpoint(out_dir / "best.pt")
+    soma = meta["cell"]["soma_segment"]
+    expected_z = (meta["cell"]["spike_threshold_mv"] - normalisation.mean[soma]) / normalisation.std[soma]
+    assert model.config.soma_segment == soma
+    assert model.config.spike_threshold_z == pytest.approx(expected_z, rel=1e-5)
+    summary = meta["spike_calibration"]
+    assert summary["spike_logit_threshold"] == model.config.spike_logit_threshold
+    assert main(["calibrate", "--checkpoint", str(out_dir / "last.pt")]) == 0
+    tiny_mh = tmp_path / "mh"
+    main(["train", "--data", str(data_set), "--model", str(REPO_ROOT / "training/models/mh_small.yaml"),
+          "--out-dir", str(tiny_mh), "--max-steps", "2", "--batch-size", "4", "--no-progress"])
+    with pytest.raises(CheckpointError, match="only SRM"):
+        calibrate_checkpoint(tiny_mh / "best.pt")

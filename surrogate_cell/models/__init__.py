@@ -25,6 +25,7 @@ from .events import EventIndex
 from .mh import MH, MHConfig
 from .mmoe import MMoE, MMoEConfig
 from .mmoeex import MMoEEx, MMoEExConfig, make_gate_mask
+from .srm import SRM, SRMConfig
 from .tcn import TCN, BlockWeights, TCNConfig, TemporalBlock
 from .towers import StackedTowers
 
@@ -33,10 +34,13 @@ MODEL_FAMILIES: dict[str, tuple[type[nn.Module], type[SurrogateConfig]]] = {
     "mh": (MH, MHConfig),
     "mmoe": (MMoE, MMoEConfig),
     "mmoeex": (MMoEEx, MMoEExConfig),
+    "srm": (SRM, SRMConfig),
 }
 
 #: config fields supplied by the data rather than by a model config file
 DATA_FIELDS = ("in_channels", "n_tasks", "event_channels")
+#: further data-supplied fields, for the families whose config has them
+CELL_FIELDS = ("soma_segment", "spike_threshold_z")
 
 
 def _family(family: str) -> tuple[type[nn.Module], type[SurrogateConfig]]:
@@ -48,11 +52,16 @@ def _family(family: str) -> tuple[type[nn.Module], type[SurrogateConfig]]:
 
 
 def build_model(family: str, config: dict[str, Any] | SurrogateConfig) -> nn.Module:
-    """Instantiate the model of ``family`` ("mh", "mmoe", "mmoeex") from config fields."""
+    """Instantiate the model of ``family`` ("mh", "mmoe", "mmoeex", "srm") from config fields."""
     model_cls, config_cls = _family(family)
     if not isinstance(config, config_cls):
         config = config_cls(**config)
     return model_cls(config)
+
+
+def family_fields(family: str) -> set[str]:
+    """Names of the config fields of ``family``."""
+    return {f.name for f in dataclasses.fields(_family(family)[1])}
 
 
 def load_model_config(path: str | Path) -> tuple[str, dict[str, Any]]:
@@ -85,8 +94,8 @@ def build_model_from_file(path: str | Path, **data_fields: Any) -> nn.Module:
 
 
 __all__ = [
-    "BlockWeights", "DATA_FIELDS", "EventIndex", "MH", "MHConfig", "MMoE", "MMoEConfig",
-    "MMoEEx", "MMoEExConfig", "MODEL_FAMILIES", "StackedTowers", "SurrogateConfig", "TCN",
-    "TCNConfig", "TemporalBlock", "build_model", "build_model_from_file",
+    "BlockWeights", "CELL_FIELDS", "DATA_FIELDS", "EventIndex", "MH", "MHConfig", "MMoE", "MMoEConfig",
+    "MMoEEx", "MMoEExConfig", "MODEL_FAMILIES", "SRM", "SRMConfig", "StackedTowers", "SurrogateConfig", "TCN",
+    "TCNConfig", "TemporalBlock", "build_model", "build_model_from_file", "family_fields",
     "load_model_config", "make_gate_mask", "split_outputs",
 ]

@@ -1,7 +1,7 @@
 """One batch: this process's cells of all populations that share one model.
 
-A :class:`ModelBatch` owns the batch's stepper (:class:`IncrementalStepper`, all cells in one
-batch), its spike detector, its ring buffer of delayed events, its drive schedule and, per
+A :class:`ModelBatch` owns the batch's stepper (from :func:`~surrogate_cell.engine.make_stepper`,
+all cells in one batch), its spike detector, its ring buffer of delayed events, its drive schedule and, per
 population, the matrix that maps all cells' voltages to the population's probe signals.
 Rows of the batch are the populations' local cells one population after the other.
 """
@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from surrogate_cell.engine import IncrementalStepper
+from surrogate_cell.engine import make_stepper
 from surrogate_cell.network.config import Population, Probe
 from surrogate_cell.network.connectivity import ConnectionTable, PopulationSpan
 from surrogate_cell.network.delivery import SpikeDelivery, SpikeDetector
@@ -53,8 +53,8 @@ class ModelBatch:
         self.template = members[0].template
         self.n_rows = sum(len(member.local_cells) for member in members)
         self.local_gids = np.concatenate([member.local_gids for member in members])
-        self.stepper = (IncrementalStepper(self.template.model, self.template.normalisation, self.n_rows,
-                                           device, dtype) if self.n_rows else None)
+        self.stepper = (make_stepper(self.template.model, self.template.normalisation, self.n_rows,
+                                     device, dtype) if self.n_rows else None)
         self.detector = SpikeDetector(self._per_row(lambda m: m.spike_threshold_mv),
                                       self._per_row(lambda m: m.population.spike_refractory_ms), device)
         row_of_gid = np.full(n_gids, -1, dtype=np.int64)

@@ -9,6 +9,7 @@ import sys
 SUBCOMMANDS: dict[str, str] = {
     "simulate": "surrogate_cell.data.generate",
     "train": "surrogate_cell.training.train",
+    "calibrate": "surrogate_cell.training.calibrate",
     "evaluate": "surrogate_cell.training.evaluate",
     "ship": "surrogate_cell.training.ship",
 }

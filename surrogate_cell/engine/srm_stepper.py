@@ -1,0 +1,154 @@
+"""Stepping engine for SRM models: the filter bank as a recursive filter, projected once.
+
+An SRM's projection is linear in the filtered inputs, and each exponential kernel truncated to
+the window obeys ``f(t+1) = a f(t) + x(t) - a^W x(t-W)`` (``a = exp(-1/tau)``). So the
+engine keeps, per cell and time constant, the *projected* filter state (n_cells, n_taus,
+hidden) and updates it each step with the projection rows of the events that enter and leave
+the window (sparse: a gather of weight rows per event). The MLP and towers then run on
+(n_cells, hidden); the MLP and the spike tower once more for the window without its newest
+column (the "one step earlier" spike logit, whose threshold crossing is a spike). Same API and time convention as
+:class:`~surrogate_cell.engine.FullWindowStepper`, and the same outputs up to round-off.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+
+from surrogate_cell.datasets.windows import Normalisation
+from surrogate_cell.engine.stepper import adopt_model, check_finite, within_training_range
+from surrogate_cell.models.srm import SRM, spike_onsets
+
+
+class SRMStepper:
+    """Steps ``n_cells`` cells sharing an :class:`~surrogate_cell.models.SRM`, 1 ms at a time.
+
+    :meth:`reset` sets the history, :meth:`step` takes the events of ``[t, t+1)`` and returns
+    the voltages (n_cells, S) mV at ``t+1``; :attr:`spike_logits` holds the spike-task output.
+    The window of inputs (events and the somatic spike train) is kept as a ring buffer, only
+    to know what leaves the window.
+    """
+
+    def __init__(self, model: SRM, normalisation: Normalisation, n_cells: int,
+                 device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32):
+        if not isinstance(model, SRM):
+            raise TypeError(f"SRMStepper steps SRM models, not {type(model).__name__}")
+        adopt_model(self, model, normalisation, n_cells, device, dtype)
+        config = model.config
+        self.n_inputs = self.n_events + 1  # events + the somatic spike train
+        self.n_taus = len(config.taus)
+        self.hidden = config.hidden
+        decay = torch.tensor([math.exp(-1.0 / tau) for tau in config.taus], device=device, dtype=dtype)
+        self.decay = decay[:, None]
+        self.leaving_weight = (decay ** self.window)[:, None]
+        self.edge_weight = (decay ** (self.window - 1))[:, None]
+        # projection weight (hidden, n_inputs * n_taus), input-major -> (n_inputs, n_taus, hidden)
+        self.rows = model.projection.weight.detach().to(device, dtype).t().reshape(
+            self.n_inputs, self.n_taus, self.hidden).contiguous()
+        self.bias = model.projection.bias.detach().to(device, dtype)
+        self.threshold_z = config.spike_threshold_z
+        self.soma = config.soma_segment
+        self.state = torch.zeros(n_cells, self.n_taus, self.hidden, device=device, dtype=dtype)
+        self.inputs = torch.zeros(n_cells, self.window, self.n_inputs, device=device, dtype=torch.bool)
+        self.head = 0  # ring position of the oldest window column
+        self.last_soma_above = torch.zeros(n_cells, dtype=torch.bool, device=device)
+        self.latest_z = torch.zeros(n_cells, self.n_segments, device=device, dtype=dtype)
+        self.spike_logits = torch.zeros(n_cells, device=device, dtype=dtype)
+        self.steps_taken = 0
+
+    @torch.no_grad()
+    def reset(self, voltage_history_mv: Tensor, event_history: Tensor | None = None) -> None:
+        """Start from a history: voltages (n_cells or 1, W, S) mV, events (n_cells or 1, W, E)."""
+        shape = (self.n_cells, self.window)
+        history = torch.as_tensor(voltage_history_mv, device=self.device, dtype=self.dtype)
+        z = ((history - self.mean) / self.std).expand(*shape, self.n_segments)
+        events = torch.zeros(*shape, self.n_events, device=self.device, dtype=self.dtype)
+        if event_history is not None:
+            events[:] = torch.as_tensor(event_history, device=self.device, dtype=self.dtype)
+        spikes = self._spike_train(z[..., self.soma])  # (cells, W)
+        # The state describes the window of the previous step (as the incremental stepper's),
+        # which step() moves on by one column. The model pairs event bin s with the voltage
+        # at s, and the history's voltages are one ms later than its event bins.
+        earlier_spikes = torch.cat([torch.zeros_like(spikes[:, :1]), spikes[:, :-1]], dim=1)
+        earlier_spikes[:, :2] = 0  # the model never counts its oldest column as a spike onset
+        previous = torch.cat([events, earlier_spikes[..., None]], dim=-1)  # (cells, W, inputs)
+        kernels = self.model.kernels.to(self.device, self.dtype)  # (W, taus)
+        filtered = torch.einsum("cwi,wk->cik", previous, kernels)
+        self.state = torch.einsum("cik,ikh->ckh", filtered, self.rows)
+        self.inputs = previous.bool()
+        self.head = 0
+        self.pending_spike = spikes[:, -1].bool()
+        self.last_soma_above = z[:, -1, self.soma] > self._threshold()
+        self.latest_z = z[:, -1].clone()
+        self.steps_taken = 0
+
+    @torch.no_grad()
+    def step(self, events: Tensor) -> Tensor:
+        """Advance one ms: ``events`` (n_cells, E) of ``[t, t+1)`` -> voltages (n_cells, S) mV at ``t+1``."""
+        events = torch.as_tensor(events, device=self.device)
+        entering = torch.cat([events.bool(), self.pending_spike[:, None]], dim=1)
+        leaving = self.inputs[:, self.head].clone()  # a view would see the overwrite below
+        self.inputs[:, self.head] = entering
+        self.head = (self.head + 1) % self.window
+        # A spike reaching the oldest column leaves a step before its events: the model
+        # never counts its oldest column as a spike onset (see spike_onsets).
+        at_edge = self.inputs[:, self.head, -1].clone()
+        self.inputs[:, self.head, -1] = False
+        projected_entering = self._projected(entering)
+        self.state = (self.state * self.decay + projected_entering
+                      - self.leaving_weight * self._projected(leaving)
+                      - self.edge_weight * at_edge[:, None, None].to(self.dtype) * self.rows[-1])
+        # the model's "one step earlier" logit reads this window without its newest column
+        earlier = ((self.state - projected_entering) / self.decay).sum(dim=1) + self.bias
+        voltage_z, self.spike_logits = self.model.heads(self.state.sum(dim=1) + self.bias)
+        gate = self.model.spike_gate(self.spike_logits, self.model.spike_logit(earlier))
+        voltage_z = voltage_z + gate[:, None] * self.model.spike_jump
+        self.latest_z = within_training_range(voltage_z, self.z_bounds)
+        soma_above = self.latest_z[:, self.soma] > self._threshold()
+        self.pending_spike = soma_above & ~self.last_soma_above
+        self.last_soma_above = soma_above
+        self.steps_taken += 1
+        voltage = self.latest_z * self.std + self.mean
+        check_finite(voltage, self.steps_taken)
+        return voltage
+
+    def _threshold(self) -> float:
+        return math.inf if self.threshold_z is None else self.threshold_z
+
+    def _spike_train(self, soma_z: Tensor) -> Tensor:
+        if self.threshold_z is None:
+            return torch.zeros_like(soma_z)
+        return spike_onsets(soma_z, self.threshold_z)
+
+    def _projected(self, columns: Tensor) -> Tensor:
+        """Projection rows summed over the active inputs: (n_cells, n_inputs) bool -> (n_cells, taus, hidden)."""
+        cells, inputs = torch.nonzero(columns, as_tuple=True)
+        out = torch.zeros(self.n_cells, self.n_taus * self.hidden, device=self.device, dtype=self.dtype)
+        out.index_add_(0, cells, self.rows[inputs].reshape(-1, self.n_taus * self.hidden))
+        return out.view(self.n_cells, self.n_taus, self.hidden)
+
+    def state_bytes(self) -> int:
+        """Bytes of per-cell state: projected filters and the input ring buffer."""
+        return (self.state.numel() * self.state.element_size()
+                + self.inputs.numel() * self.inputs.element_size())
+
+    def flop_breakdown(self, event_density: float = 0.01) -> dict[str, int]:
+        """FLOPs one cell needs per step, by part (multiply-adds count 2), events at ``event_density``.
+
+        The filter update adds the projection rows of the events entering and leaving the
+        window and decays the state; the MLP and towers run on the projected features, the MLP
+        and spike tower once more for the "one step earlier" logit.
+        """
+        config = self.model.config
+        rows_added = 2 * event_density * self.n_events  # entering + leaving
+        return {
+            "filter update": int(rows_added * self.n_taus * self.hidden + 3 * self.n_taus * self.hidden),
+            "mlp": 2 * 2 * config.mlp_layers * self.hidden ** 2,
+            "towers": 2 * 2 * self.hidden * (config.n_tasks + 1),  # + the earlier spike logit
+        }
+
+    def flops_per_cell_step(self, event_density: float = 0.01) -> int:
+        """Total of :meth:`flop_breakdown`."""
+        return sum(self.flop_breakdown(event_density).values())

@@ -1,0 +1,158 @@
+"""SRM: a spike-response multitask network, driven by synaptic events and its own spikes.
+
+Like the spike response model of Gerstner & Kistler, every segment's voltage is a function of
+filtered synaptic input plus the after-effects of the cell's own somatic spikes, and nothing
+else: the model never reads its own past sub-threshold voltages, so a free run cannot
+accumulate errors and drift (the failure of the voltage-feedback TCN models).
+
+- **Filter bank.** Each event channel (and the somatic spike train, read from the soma
+  voltage of the input window with a threshold) is convolved over the window with fixed
+  causal exponential kernels ``exp(-lag / tau)`` (``taus``), one matrix product.
+- **Shared trunk (MH: hard parameter sharing).** A linear projection of all filtered
+  inputs to ``hidden`` features, then an ELU MLP.
+- **Per-task linear towers.** Every task (segment voltages, spike logit) reads the
+  projection (its linear response) and the MLP output (the non-linear correction) through
+  one stacked matrix product.
+- **Spikes.** A predicted spike adds a jump ``spike_jump`` (z units, one value per segment)
+  to the voltages: weighted by the spike probability in training (the mean-square optimal
+  prediction), all-or-none in evaluation mode, where a spike is an upward crossing of
+  ``spike_logit_threshold`` by the spike logit, so that free runs produce somatic spikes that
+  cross the soma-voltage threshold. Threshold and jump are calibrated after training
+  (:mod:`surrogate_cell.training.calibrate`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .base import SurrogateConfig, split_outputs
+from .tcn import MaskDropout
+
+
+@dataclass
+class SRMConfig(SurrogateConfig):
+    """SRM sizes and options.
+
+    ``taus``: time constants (ms) of the exponential filter bank; ``hidden``: width of the
+    projection and MLP layers; ``mlp_layers``: number of ELU layers after the projection.
+    ``soma_segment`` (the soma's voltage channel) and ``spike_threshold_z`` (the soma-voltage
+    spike threshold in z units) come from the training data; ``spike_threshold_z: null``
+    disables the spike-history input.
+    """
+
+    voltage_input: bool = False
+    taus: tuple[float, ...] = (1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0)
+    hidden: int = 256
+    mlp_layers: int = 2
+    soma_segment: int = 0
+    spike_threshold_z: float | None = None
+    spike_logit_threshold: float = 0.0
+
+    def __post_init__(self) -> None:
+        """Validate: events-only, positive time constants."""
+        super().__post_init__()
+        self.taus = tuple(float(t) for t in self.taus)
+        if self.voltage_input:
+            raise ValueError("the srm family reads events and somatic spikes only; "
+                             "set voltage_input: false")
+        if not self.taus or min(self.taus) <= 0:
+            raise ValueError("taus must be positive time constants (ms)")
+        if self.hidden < 1 or self.mlp_layers < 0:
+            raise ValueError("hidden must be >= 1 and mlp_layers >= 0")
+        if not 0 <= self.soma_segment < self.n_voltage_tasks:
+            raise ValueError(f"soma_segment {self.soma_segment} is not a voltage channel")
+
+    @property
+    def n_filtered(self) -> int:
+        """Filtered input features: (event channels + spike train) x time constants."""
+        return (self.event_channels + 1) * len(self.taus)
+
+
+def exponential_kernels(taus, window: int) -> Tensor:
+    """(window, n_taus) causal kernels: column k weighs the input ``lag`` ms old by exp(-lag/tau_k).
+
+    The newest window column (the last) has lag 0. Float64, so that a float64 model and the
+    stepping engine's recursive filter (``a^lag`` with ``a = exp(-1/tau)``) agree to round-off.
+    """
+    lags = torch.arange(window - 1, -1, -1, dtype=torch.float64)[:, None]
+    return torch.exp(-lags / torch.tensor(taus, dtype=torch.float64)[None, :])
+
+
+def spike_onsets(soma_z: Tensor, threshold_z: float) -> Tensor:
+    """(batch, window) 1 where the soma voltage crosses ``threshold_z`` upwards, else 0.
+
+    The oldest column is never an onset (what came before it is not in the window).
+    """
+    above = soma_z > threshold_z
+    before = F.pad(above[:, :-1], (1, 0), value=True)
+    return (above & ~before).to(soma_z.dtype)
+
+
+class SRM(nn.Module):
+    """Filter bank -> linear projection -> ELU MLP -> per-task linear towers (+ spike jump)."""
+
+    def __init__(self, config: SRMConfig):
+        """Build the fixed filter bank and the trainable layers."""
+        super().__init__()
+        self.config = config
+        self.register_buffer("kernels", exponential_kernels(config.taus, config.window),
+                             persistent=False)
+        self.projection = nn.Linear(config.n_filtered, config.hidden)
+        self.mlp = nn.Sequential(*(
+            layer for _ in range(config.mlp_layers)
+            for layer in (nn.Linear(config.hidden, config.hidden), nn.ELU(),
+                          MaskDropout(config.dropout))
+        ))
+        self.towers = nn.Linear(2 * config.hidden, config.n_tasks)
+        self.spike_jump = nn.Parameter(torch.zeros(config.n_voltage_tasks))
+
+    def window_inputs(self, x: Tensor) -> Tensor:
+        """(batch, n_inputs, window): the event channels and the somatic spike train."""
+        config = self.config
+        soma = x[:, config.event_channels + config.soma_segment]
+        if config.spike_threshold_z is None:
+            spikes = torch.zeros_like(soma)
+        else:
+            spikes = spike_onsets(soma, config.spike_threshold_z)
+        return torch.cat([x[:, :config.event_channels], spikes[:, None]], dim=1)
+
+    def filtered_inputs(self, x: Tensor) -> Tensor:
+        """(batch, n_filtered): every event channel and the spike train through the filter bank."""
+        inputs = self.window_inputs(x)
+        return (inputs @ self.kernels.to(inputs.dtype)).flatten(1)
+
+    def heads(self, projected: Tensor) -> tuple[Tensor, Tensor]:
+        """Sub-threshold voltages and spike logit from the projected features (batch, hidden)."""
+        outputs = self.towers(torch.cat([projected, self.mlp(projected)], dim=1))
+        return split_outputs(outputs)
+
+    def spike_logit(self, projected: Tensor) -> Tensor:
+        """Only the spike logit (batch,) of :meth:`heads`."""
+        features = torch.cat([projected, self.mlp(projected)], dim=1)
+        return features @ self.towers.weight[-1] + self.towers.bias[-1]
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """Voltage predictions (batch, n_tasks - 1) and spike logit (batch,)."""
+        inputs = self.window_inputs(x)
+        kernels = self.kernels.to(inputs.dtype)
+        voltage, spike_logit = self.heads(self.projection((inputs @ kernels).flatten(1)))
+        if self.training:
+            gate = torch.sigmoid(spike_logit)
+        else:
+            # the logit one step earlier, from the window without its newest column
+            earlier = self.spike_logit(self.projection((inputs[..., :-1] @ kernels[1:]).flatten(1)))
+            gate = self.spike_gate(spike_logit, earlier)
+        return voltage + gate[:, None] * self.spike_jump, spike_logit
+
+    def spike_gate(self, spike_logit: Tensor, earlier_logit: Tensor) -> Tensor:
+        """1 where the spike logit crosses ``spike_logit_threshold`` upwards, else 0 (evaluation).
+
+        Only the crossing spikes, as in the calibration: a logit staying above threshold for
+        several milliseconds is one spike, not a train of them.
+        """
+        threshold = self.config.spike_logit_threshold
+        return ((spike_logit > threshold) & (earlier_logit <= threshold)).to(spike_logit.dtype)
