@@ -47,6 +47,7 @@ class SRMStepper:
         # projection weight (hidden, n_inputs * n_taus), input-major -> (n_inputs, n_taus, hidden)
         self.rows = model.projection.weight.detach().to(device, dtype).t().reshape(
             self.n_inputs, self.n_taus, self.hidden).contiguous()
+        self.flat_rows = self.rows.view(self.n_inputs, self.n_taus * self.hidden)
         self.bias = model.projection.bias.detach().to(device, dtype)
         self.threshold_z = config.spike_threshold_z
         self.soma = config.soma_segment
@@ -123,11 +124,16 @@ class SRMStepper:
         return spike_onsets(soma_z, self.threshold_z)
 
     def _projected(self, columns: Tensor) -> Tensor:
-        """Projection rows summed over the active inputs: (n_cells, n_inputs) bool -> (n_cells, taus, hidden)."""
-        cells, inputs = torch.nonzero(columns, as_tuple=True)
-        out = torch.zeros(self.n_cells, self.n_taus * self.hidden, device=self.device, dtype=self.dtype)
-        out.index_add_(0, cells, self.rows[inputs].reshape(-1, self.n_taus * self.hidden))
-        return out.view(self.n_cells, self.n_taus, self.hidden)
+        """Projection rows summed over the active inputs: (n_cells, n_inputs) bool -> (n_cells, taus, hidden).
+
+        A sparse (cells x inputs) matrix product: about 1 % of the inputs are active, and
+        ``index_add_`` was 10-100 times slower here in float64.
+        """
+        indices = torch.nonzero(columns).t()  # row-major order: already coalesced
+        active = torch.sparse_coo_tensor(
+            indices, torch.ones(indices.shape[1], device=self.device, dtype=self.dtype),
+            (self.n_cells, self.n_inputs), is_coalesced=True, check_invariants=False)
+        return torch.sparse.mm(active, self.flat_rows).view(self.n_cells, self.n_taus, self.hidden)
 
     def state_bytes(self) -> int:
         """Bytes of per-cell state: projected filters and the input ring buffer."""
