@@ -53,7 +53,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--sizes", type=int, nargs="+", default=[20, 100], help="cells per network")
     parser.add_argument("--duration-ms", type=int, default=100, help="simulated time per network")
     parser.add_argument("--model", help="checkpoint (default: a random-weight paper-size --family model)")
-    parser.add_argument("--family", default="mh", choices=("mh", "mmoe"))
+    parser.add_argument("--family", default="mh", choices=("mh", "mmoe", "srm"))
     parser.add_argument("--in-degree", type=float, default=100.0, help="expected connections onto a cell")
     parser.add_argument("--synapses-per-connection", type=int, default=2)
     parser.add_argument("--threads", type=int, default=2, help="torch threads per process")
