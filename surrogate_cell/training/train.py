@@ -328,6 +328,7 @@ class Progress:
     step: int = 0
     best_val: float = float("inf")
     evals_without_improvement: int = 0
+    elapsed_s: float = 0.0  # training wall time so far, over all resumed sessions
 
 
 def _training_state(optimizer, progress: Progress, sampler: BalancedSampler,
@@ -495,6 +496,7 @@ class Trainer:
 
     def _evaluate_and_save(self, train_loss: float, started: float, log: MetricsLog | None) -> bool:
         """Validate, checkpoint (rank 0) and return whether training should stop early."""
+        self.progress.elapsed_s = time.perf_counter() - started
         scores = validate(self.model, self.data.validation, self.val_positions,
                           self.data.normalisation, self.device)
         scores["val_free_rmse_mv"] = float("nan")
@@ -513,7 +515,7 @@ class Trainer:
             self.progress.evals_without_improvement += 1
         if self.rank == 0:
             log.write({"step": self.progress.step, "train_loss": train_loss,
-                       "elapsed_s": round(time.perf_counter() - started, 2), **scores})
+                       "elapsed_s": round(self.progress.elapsed_s, 2), **scores})
             if improved:
                 save_checkpoint(self.out_dir / "best.pt", self.model, self.meta(), self.data.normalisation)
             state = _training_state(self.optimizer, self.progress, self.sampler, self.balancer)
@@ -523,7 +525,7 @@ class Trainer:
     def run(self) -> Progress:
         """Train until ``max_steps`` or early stopping; returns the final counters."""
         log = MetricsLog(self.out_dir) if self.rank == 0 else None
-        started = time.perf_counter()
+        started = time.perf_counter() - self.progress.elapsed_s  # a resumed run's clock continues
         bar = tqdm(total=self.config.max_steps, initial=self.progress.step, desc="training",
                    disable=not self.show_progress, unit="step")
         running = []
