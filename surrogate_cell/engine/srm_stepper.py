@@ -18,7 +18,12 @@ import torch
 from torch import Tensor
 
 from surrogate_cell.datasets.windows import Normalisation
-from surrogate_cell.engine.stepper import adopt_model, check_finite, within_training_range
+from surrogate_cell.engine.stepper import (
+    adopt_model,
+    check_finite,
+    expanded_history,
+    within_training_range,
+)
 from surrogate_cell.models.srm import SRM, spike_onsets
 
 
@@ -62,12 +67,7 @@ class SRMStepper:
     @torch.no_grad()
     def reset(self, voltage_history_mv: Tensor, event_history: Tensor | None = None) -> None:
         """Start from a history: voltages (n_cells or 1, W, S) mV, events (n_cells or 1, W, E)."""
-        shape = (self.n_cells, self.window)
-        history = torch.as_tensor(voltage_history_mv, device=self.device, dtype=self.dtype)
-        z = ((history - self.mean) / self.std).expand(*shape, self.n_segments)
-        events = torch.zeros(*shape, self.n_events, device=self.device, dtype=self.dtype)
-        if event_history is not None:
-            events[:] = torch.as_tensor(event_history, device=self.device, dtype=self.dtype)
+        z, events = expanded_history(self, voltage_history_mv, event_history)
         spikes = self._spike_train(z[..., self.soma])  # (cells, W)
         # The state describes the window of the previous step (as the incremental stepper's),
         # which step() moves on by one column. The model pairs event bin s with the voltage

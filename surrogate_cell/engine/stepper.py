@@ -32,6 +32,20 @@ def adopt_model(stepper, model: torch.nn.Module, normalisation: Normalisation, n
     stepper.z_bounds = normalisation.z_bounds(device, dtype)
 
 
+def expanded_history(stepper, voltage_history_mv, event_history) -> tuple[torch.Tensor, torch.Tensor]:
+    """A ``reset`` history for every cell: z-voltages (n_cells, W, S) and events (n_cells, W, E).
+
+    Either history may have one row for all cells; no events means none.
+    """
+    shape = (stepper.n_cells, stepper.window)
+    history = torch.as_tensor(voltage_history_mv, device=stepper.device, dtype=stepper.dtype)
+    z = ((history - stepper.mean) / stepper.std).expand(*shape, stepper.n_segments)
+    events = torch.zeros(*shape, stepper.n_events, device=stepper.device, dtype=stepper.dtype)
+    if event_history is not None:
+        events[:] = torch.as_tensor(event_history, device=stepper.device, dtype=stepper.dtype)
+    return z, events
+
+
 def within_training_range(z: torch.Tensor, z_bounds) -> torch.Tensor:
     """``z`` clipped to the voltage range of the training data (unchanged if none is known).
 

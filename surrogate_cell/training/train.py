@@ -565,7 +565,7 @@ def train(config: TrainConfig, progress_bar: bool = True) -> Path:
 # --------------------------------------------------------------------------- command line
 
 COMMAND_HELP = "train a surrogate model on a simulated data set"
-COMMAND_DESCRIPTION = """Train a surrogate (MH, MMoE or MMoEEx) on an HDF5 data set made by `simulate`.
+COMMAND_DESCRIPTION = """Train a surrogate (MH, MMoE, MMoEEx or SRM) on an HDF5 data set made by `simulate`.
 
 Settings come from a YAML training config (fields of TrainConfig, e.g. training/train_small.yaml);
 the options below override it. Rerunning the same command resumes from OUT_DIR/last.pt.
