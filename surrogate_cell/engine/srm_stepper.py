@@ -6,8 +6,9 @@ engine keeps, per cell and time constant, the *projected* filter state (n_cells,
 hidden) and updates it each step with the projection rows of the events that enter and leave
 the window (sparse: a gather of weight rows per event). The MLP and towers then run on
 (n_cells, hidden); the MLP and the spike tower once more for the window without its newest
-column (the "one step earlier" spike logit, whose threshold crossing is a spike). Same API and time convention as
-:class:`~surrogate_cell.engine.FullWindowStepper`, and the same outputs up to round-off.
+column (the "one step earlier" spike logit, whose threshold crossing is a spike). Same API
+and time convention as :class:`~surrogate_cell.engine.FullWindowStepper`, and the same
+outputs up to round-off.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from surrogate_cell.engine.stepper import (
     expanded_history,
     within_training_range,
 )
-from surrogate_cell.models.srm import SRM, spike_onsets
+from surrogate_cell.models.srm import SRM, spike_train
 
 
 class SRMStepper:
@@ -68,7 +69,7 @@ class SRMStepper:
     def reset(self, voltage_history_mv: Tensor, event_history: Tensor | None = None) -> None:
         """Start from a history: voltages (n_cells or 1, W, S) mV, events (n_cells or 1, W, E)."""
         z, events = expanded_history(self, voltage_history_mv, event_history)
-        spikes = self._spike_train(z[..., self.soma])  # (cells, W)
+        spikes = spike_train(z[..., self.soma], self.threshold_z)  # (cells, W)
         # The state describes the window of the previous step (as the incremental stepper's),
         # which step() moves on by one column. The model pairs event bin s with the voltage
         # at s, and the history's voltages are one ms later than its event bins.
@@ -117,11 +118,6 @@ class SRMStepper:
 
     def _threshold(self) -> float:
         return math.inf if self.threshold_z is None else self.threshold_z
-
-    def _spike_train(self, soma_z: Tensor) -> Tensor:
-        if self.threshold_z is None:
-            return torch.zeros_like(soma_z)
-        return spike_onsets(soma_z, self.threshold_z)
 
     def _projected(self, columns: Tensor) -> Tensor:
         """Projection rows summed over the active inputs: (n_cells, n_inputs) bool -> (n_cells, taus, hidden).

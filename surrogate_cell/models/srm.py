@@ -92,6 +92,11 @@ def spike_onsets(soma_z: Tensor, threshold_z: float) -> Tensor:
     return (above & ~before).to(soma_z.dtype)
 
 
+def spike_train(soma_z: Tensor, threshold_z: float | None) -> Tensor:
+    """:func:`spike_onsets`, or all zeros when there is no threshold (no spike-history input)."""
+    return torch.zeros_like(soma_z) if threshold_z is None else spike_onsets(soma_z, threshold_z)
+
+
 class SRM(nn.Module):
     """Filter bank -> linear projection -> ELU MLP -> per-task linear towers (+ spike jump)."""
 
@@ -113,11 +118,7 @@ class SRM(nn.Module):
     def window_inputs(self, x: Tensor) -> Tensor:
         """(batch, n_inputs, window): the event channels and the somatic spike train."""
         config = self.config
-        soma = x[:, config.event_channels + config.soma_segment]
-        if config.spike_threshold_z is None:
-            spikes = torch.zeros_like(soma)
-        else:
-            spikes = spike_onsets(soma, config.spike_threshold_z)
+        spikes = spike_train(x[:, config.event_channels + config.soma_segment], config.spike_threshold_z)
         return torch.cat([x[:, :config.event_channels], spikes[:, None]], dim=1)
 
     def filtered_inputs(self, x: Tensor) -> Tensor:
@@ -125,15 +126,17 @@ class SRM(nn.Module):
         inputs = self.window_inputs(x)
         return (inputs @ self.kernels.to(inputs.dtype)).flatten(1)
 
+    def tower_inputs(self, projected: Tensor) -> Tensor:
+        """(batch, 2 hidden): the projection (linear response) and the MLP's correction."""
+        return torch.cat([projected, self.mlp(projected)], dim=1)
+
     def heads(self, projected: Tensor) -> tuple[Tensor, Tensor]:
         """Sub-threshold voltages and spike logit from the projected features (batch, hidden)."""
-        outputs = self.towers(torch.cat([projected, self.mlp(projected)], dim=1))
-        return split_outputs(outputs)
+        return split_outputs(self.towers(self.tower_inputs(projected)))
 
     def spike_logit(self, projected: Tensor) -> Tensor:
         """Only the spike logit (batch,) of :meth:`heads`."""
-        features = torch.cat([projected, self.mlp(projected)], dim=1)
-        return features @ self.towers.weight[-1] + self.towers.bias[-1]
+        return self.tower_inputs(projected) @ self.towers.weight[-1] + self.towers.bias[-1]
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """Voltage predictions (batch, n_tasks - 1) and spike logit (batch,)."""

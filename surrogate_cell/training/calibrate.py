@@ -17,6 +17,7 @@ in the weights).
 from __future__ import annotations
 
 import sys
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -49,12 +50,13 @@ def logit_crossing_times(logits: np.ndarray, threshold: float, t0: int) -> list[
     return [t0 + np.flatnonzero(row).astype(float) for row in onsets]
 
 
-def best_logit_threshold(logits: np.ndarray, spike_times, t0: int) -> tuple[float, dict]:
-    """The candidate threshold with the best teacher-forced spike F1 (±3 ms), and its scores."""
+def best_threshold(logits: np.ndarray, fractions, predicted_spikes, spike_times) -> tuple[float, dict]:
+    """Among logit quantiles leaving ``fractions`` of milliseconds above, the threshold whose
+    ``predicted_spikes(threshold)`` best match ``spike_times`` (F1 within ±3 ms), and its scores."""
     best = (np.inf, {"f1": -1.0})
-    for fraction in EXCEEDANCE_FRACTIONS:
+    for fraction in fractions:
         threshold = float(np.quantile(logits, 1.0 - fraction))
-        scores = spike_scores(spike_times, logit_crossing_times(logits, threshold, t0), SPIKE_TOLERANCE_MS)
+        scores = spike_scores(spike_times, predicted_spikes(threshold), SPIKE_TOLERANCE_MS)
         if scores["f1"] > best[1]["f1"]:
             best = (threshold, scores)
     return best
@@ -75,17 +77,12 @@ def free_run_spike_times(model, normalisation, data: WindowData, threshold_mv: f
     return soma_spike_trains(soma, threshold_mv, window)
 
 
-def best_free_run_threshold(model, normalisation, data: WindowData, logits: np.ndarray, spike_times,
-                            threshold_mv: float) -> tuple[float, dict]:
-    """The candidate logit threshold with the best free-running spike F1 (±3 ms), and its scores."""
-    best = (np.inf, {"f1": -1.0})
-    for fraction in tqdm(FREE_RUN_FRACTIONS, desc="free-run thresholds", leave=False):
-        model.config.spike_logit_threshold = float(np.quantile(logits, 1.0 - fraction))
-        predicted = free_run_spike_times(model, normalisation, data, threshold_mv)
-        scores = spike_scores(spike_times, predicted, SPIKE_TOLERANCE_MS)
-        if scores["f1"] > best[1]["f1"]:
-            best = (model.config.spike_logit_threshold, scores)
-    return best
+def free_run_spikes_at(model, normalisation, data: WindowData, threshold_mv: float):
+    """``threshold -> free-run spike times`` with ``model``'s spike logit threshold set to it."""
+    def predicted(threshold: float) -> list[np.ndarray]:
+        model.config.spike_logit_threshold = threshold
+        return free_run_spike_times(model, normalisation, data, threshold_mv)
+    return predicted
 
 
 @torch.no_grad()
@@ -105,13 +102,15 @@ def calibrate_model(model, data: WindowData, spike_times, normalisation=None, th
     if bool(flags.any()):
         jump = (targets - voltages)[flags].mean(dim=0)
     model.spike_jump.copy_(jump)
-    true_in_range = [t[t > data.window] for t in spike_times]
-    threshold, scores = best_logit_threshold(logits.numpy(), true_in_range, data.window)
+    true_in_range, logits = [t[t > data.window] for t in spike_times], logits.numpy()
+    threshold, scores = best_threshold(logits, EXCEEDANCE_FRACTIONS,
+                                       partial(logit_crossing_times, logits, t0=data.window), true_in_range)
     summary = {"teacher_forced": {"spike_logit_threshold": threshold, "spike_scores": scores},
                "n_spike_targets": int(flags.sum())}
     if normalisation is not None and threshold_mv is not None:
-        free_threshold, free_scores = best_free_run_threshold(model, normalisation, data, logits.numpy(),
-                                                              true_in_range, threshold_mv)
+        free_threshold, free_scores = best_threshold(
+            logits, tqdm(FREE_RUN_FRACTIONS, desc="free-run thresholds", leave=False),
+            free_run_spikes_at(model, normalisation, data, threshold_mv), true_in_range)
         summary["free_running"] = {"spike_logit_threshold": free_threshold, "spike_scores": free_scores}
         if free_scores["f1"] > 0:
             threshold, scores = free_threshold, free_scores
