@@ -14,8 +14,10 @@ free-running validation RMSE. Runs on one process or under ``torchrun``
 from __future__ import annotations
 
 import csv
+import ctypes
 import dataclasses
 import json
+import math
 import os
 import time
 from dataclasses import dataclass
@@ -55,10 +57,18 @@ class TrainConfig:
     """Everything that defines a training run (YAML files in ``training/`` hold these fields)."""
 
     data: str = ""
+    # More data sets of the same cell (e.g. another input regime), each split like ``data``;
+    # their training/validation simulations join those of ``data``. Evaluation, calibration
+    # and the model card's test split refer to ``data`` alone.
+    extra_data: list[str] = dataclasses.field(default_factory=list)
     out_dir: str = "runs/surrogate"
     model: str = "training/models/mmoe_small.yaml"
     batch_size: int = 64
     lr: float = 1e-3
+    # "cosine": the learning rate falls from lr to 0 over max_steps (less weight noise at the
+    # end: neighbouring segments' towers then agree to the small voltage differences between
+    # them that set the membrane currents); "constant": lr throughout
+    lr_schedule: str = "constant"
     weight_decay: float = 1e-4
     max_steps: int = 2000
     eval_every: int = 200
@@ -66,6 +76,10 @@ class TrainConfig:
     patience: int = 10
     spike_fraction: float | None = 1.0 / 3.0  # None: the data's own spike rate
     spike_loss_weight: float = 1.0
+    # > 0: add, per segment, this weight x the squared error of its membrane current (LFPy's
+    # vmem->imem matrix applied to the voltage error) in units of the currents' r.m.s. s.d.,
+    # so that errors become spatially smooth (the LFP near the soma needs it).
+    current_loss_weight: float = 0.0
     lbtw_alpha: float = 0.0
     history_noise_std: float = 0.0
     history_drift_std: float = 0.0
@@ -91,6 +105,17 @@ class TrainConfig:
             raise ValueError(f"Unknown training config fields {unknown}; valid fields: {sorted(known)}")
         return cls(**values)
 
+    def __post_init__(self) -> None:
+        """Check the choices."""
+        if self.lr_schedule not in ("constant", "cosine"):
+            raise ValueError(f"lr_schedule must be 'constant' or 'cosine', got {self.lr_schedule!r}")
+
+    def learning_rate(self, step: int) -> float:
+        """The learning rate of optimiser step ``step`` (0-based)."""
+        if self.lr_schedule == "cosine":
+            return self.lr * 0.5 * (1.0 + math.cos(math.pi * min(step, self.max_steps) / self.max_steps))
+        return self.lr
+
 
 def load_train_config(path: str | Path, **overrides) -> TrainConfig:
     """Read a YAML training config and apply non-None overrides."""
@@ -102,9 +127,17 @@ def load_train_config(path: str | Path, **overrides) -> TrainConfig:
 # --------------------------------------------------------------------------- losses
 
 
-def task_losses(voltage_pred, spike_logit, voltage_target, spike_target) -> torch.Tensor:
-    """Per-task losses: MSE of each segment's voltage (z units), then the spike BCE (last)."""
-    mse = ((voltage_pred.float() - voltage_target) ** 2).mean(dim=0)
+def task_losses(voltage_pred, spike_logit, voltage_target, spike_target,
+                current_matrix: torch.Tensor | None = None, current_weight: float = 0.0) -> torch.Tensor:
+    """Per-task losses: MSE of each segment's voltage (z units), then the spike BCE (last).
+
+    With ``current_matrix`` (from :func:`membrane_current_matrix`), each segment's loss also
+    has ``current_weight`` x the mean squared error of its membrane current.
+    """
+    error = voltage_pred.float() - voltage_target
+    mse = (error ** 2).mean(dim=0)
+    if current_matrix is not None and current_weight > 0:
+        mse = mse + current_weight * ((error @ current_matrix.T) ** 2).mean(dim=0)
     bce = F.binary_cross_entropy_with_logits(spike_logit.float(), spike_target)
     return torch.cat([mse, bce[None]])
 
@@ -125,7 +158,8 @@ def drifted(history: torch.Tensor, drift_std: float) -> torch.Tensor:
 
 def unrolled_task_losses(model, events, history, targets, spike_targets, window: int,
                          noise_std: float = 0.0, free_steps: int = 0,
-                         drift_std: float = 0.0, z_bounds=None) -> torch.Tensor:
+                         drift_std: float = 0.0, z_bounds=None, current_matrix=None,
+                         current_weight: float = 0.0) -> torch.Tensor:
     """Per-task losses averaged over the steps after a free-running lead-in.
 
     The first ``free_steps`` steps run the model on its own predictions without gradients and
@@ -144,7 +178,8 @@ def unrolled_task_losses(model, events, history, targets, spike_targets, window:
     total = 0.0
     for step in range(free_steps, horizon):  # a loop over time steps, not tasks
         voltage, spike = model(model_input(events[:, step:step + window], history))
-        total = total + task_losses(voltage, spike, targets[:, step], spike_targets[:, step])
+        total = total + task_losses(voltage, spike, targets[:, step], spike_targets[:, step],
+                                    current_matrix, current_weight)
         history = torch.cat([history[:, 1:], voltage[:, None].detach().float()], dim=1)
     return total / (horizon - free_steps)
 
@@ -163,6 +198,31 @@ def free_run_history(model, events, history, window: int, steps: int, z_bounds=N
         history = torch.cat([history[:, 1:], voltage[:, None]], dim=1)
     model.train(was_training)
     return history
+
+
+def vmem_to_imem_matrix(recipe: dict) -> np.ndarray:
+    """LFPy's ``get_transformation_matrix_vmem_to_imem()`` of the data's cell (S, S)."""
+    from surrogate_cell.surrogate_cell import build_cell
+
+    return build_cell(recipe, {}).get_transformation_matrix_vmem_to_imem()
+
+
+def membrane_current_matrix(vmem_to_imem: np.ndarray, normalisation: Normalisation,
+                            voltages_z: torch.Tensor, device) -> torch.Tensor:
+    """(S, S) matrix taking z-unit voltage errors to membrane-current errors in units of the
+    membrane currents' root-mean-square s.d.: ``vmem_to_imem`` scaled by the voltage s.d. per
+    segment, divided by that current scale measured on ``voltages_z`` (n_sims, T, S) of the
+    training split. One scale for all segments, so the large currents (soma, proximal
+    dendrites), which dominate the LFP, weigh most."""
+    voltages_mv = normalisation.to_mv(voltages_z).double().numpy()
+    currents = (voltages_mv @ vmem_to_imem.T).reshape(-1, vmem_to_imem.shape[0])
+    current_scale = float(np.sqrt(currents.var(axis=0).mean()))
+    scaled = vmem_to_imem * normalisation.std[None, :] / max(current_scale, 1e-12)
+    return torch.as_tensor(scaled, dtype=torch.float32, device=device)
+
+
+#: training simulations on which the membrane currents' s.d. is measured
+CURRENT_SD_SIMULATIONS = 8
 
 
 class LossBalancer:
@@ -196,6 +256,24 @@ class LossBalancer:
 
 
 # --------------------------------------------------------------------------- setup
+
+
+def reuse_freed_memory() -> None:
+    """Keep large freed blocks in the process (glibc only; elsewhere a no-op).
+
+    Every training step allocates a few batch tensors of 100-200 MB. glibc serves blocks
+    above 32 MB with a fresh ``mmap`` and unmaps them when freed, so each step faults every
+    page of them in again (zero-filled): on the 2-core CPU this made SRM steps 2-3x slower,
+    most of the time spent in the kernel. Serving them from the heap and never trimming it
+    lets the next step reuse the same pages.
+    """
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:
+        return
+    m_trim_threshold, m_mmap_max = -1, -4
+    libc.mallopt(m_mmap_max, 0)
+    libc.mallopt(m_trim_threshold, 2**31 - 1)
 
 
 def has_native_bfloat16(device: torch.device) -> bool:
@@ -250,28 +328,68 @@ class PreparedData:
     data_meta: dict
 
 
-def prepare_data(config: TrainConfig, window: int, progress: bool) -> PreparedData:
-    """Split the simulations, fit the normalisation on the training split and stack windows."""
-    data_set = open_data_set(config.data)
+def _split(config: TrainConfig, data_set) -> tuple[list, list, list]:
+    """Train/validation/test simulation indices of one data set (``max_simulations`` applied)."""
     indices = data_set.simulation_indices()
     if config.max_simulations:
         indices = indices[:config.max_simulations]
-    train_ids, val_ids, test_ids = split_simulations(
-        indices, config.validation_fraction, config.test_fraction, config.seed)
-    train_raw = load_raw(data_set, train_ids, progress)
+    return split_simulations(indices, config.validation_fraction, config.test_fraction, config.seed)
+
+
+def _check_compatible(primary, extra) -> None:
+    """Refuse an extra data set of another cell or recording length than the primary one."""
+    if extra.attrs.get("segment_hash") != primary.attrs.get("segment_hash"):
+        raise ValueError(f"extra_data {extra.path} was simulated on another cell than data {primary.path}; "
+                         "simulate it with the same --morphology.")
+    if extra.duration_ms != primary.duration_ms:
+        raise ValueError(f"extra_data {extra.path} holds {extra.duration_ms} ms simulations, data {primary.path} "
+                         f"{primary.duration_ms} ms; simulate it with --duration-ms {primary.duration_ms}.")
+
+
+def _concatenate_raw(parts: list[tuple]) -> tuple:
+    """Join :func:`load_raw` results of several data sets along the simulation axis."""
+    if len(parts) == 1:
+        return parts[0]
+    return (*(np.concatenate([part[k] for part in parts]) for k in range(3)),
+            [times for part in parts for times in part[3]])
+
+
+def _load_part(data_sets: list, splits: list, part: int, progress: bool) -> tuple[tuple, list]:
+    """Raw arrays of split ``part`` (0 train, 1 validation) over all data sets, and their labels
+    (the simulation index for the primary data set, ``"<file stem>/<index>"`` for extras)."""
+    raw = _concatenate_raw([load_raw(each, split[part], progress) for each, split in zip(data_sets, splits)])
+    labels = [i if number == 0 else f"{each.path.stem}/{i}"
+              for number, (each, split) in enumerate(zip(data_sets, splits)) for i in split[part]]
+    return raw, labels
+
+
+def prepare_data(config: TrainConfig, window: int, progress: bool) -> PreparedData:
+    """Split the simulations, fit the normalisation on the training split and stack windows."""
+    data_set = open_data_set(config.data)
+    extras = [open_data_set(path) for path in config.extra_data]
+    for extra in extras:
+        _check_compatible(data_set, extra)
+    data_sets = [data_set, *extras]
+    splits = [_split(config, each) for each in data_sets]
+    train_raw, train_labels = _load_part(data_sets, splits, 0, progress)
     normalisation = Normalisation.fit(train_raw[1])
     cell_meta = cell_meta_from_layout(data_set.layout)
     soma_traces = train_raw[1][:, cell_meta["soma_segment"]]
     cell_meta["spike_threshold_mv"], cell_meta["spike_threshold_f1"] = best_crossing_threshold(
         soma_traces, train_raw[3])
-    val_raw = load_raw(data_set, val_ids, progress)
+    val_raw, val_labels = _load_part(data_sets, splits, 1, progress)
+    train_ids, val_ids, test_ids = splits[0]
     data_meta = {"path": str(config.data), "simulation_config": data_set.config,
                  "base_seed": int(data_set.attrs["base_seed"]),
                  "train": train_ids, "validation": val_ids, "test": test_ids,
-                 "duration_ms": data_set.duration_ms}
+                 "duration_ms": data_set.duration_ms,
+                 "extra": [{"path": str(each.path), "simulation_config": each.config,
+                            "base_seed": int(each.attrs["base_seed"]),
+                            "train": split[0], "validation": split[1], "test": split[2]}
+                           for each, split in zip(extras, splits[1:])]}
     return PreparedData(
-        train=build_window_data(train_raw, normalisation, window, train_ids),
-        validation=build_window_data(val_raw, normalisation, window, val_ids),
+        train=build_window_data(train_raw, normalisation, window, train_labels),
+        validation=build_window_data(val_raw, normalisation, window, val_labels),
         normalisation=normalisation, cell_meta=cell_meta, data_meta=data_meta,
     )
 
@@ -399,6 +517,8 @@ class Trainer:
         self.device = choose_device(config.device)
         if config.num_threads:
             torch.set_num_threads(config.num_threads)
+        if self.device.type == "cpu":
+            reuse_freed_memory()
         if self.device.type == "cuda" and self.world > 1:
             self.device = torch.device("cuda", self.rank % torch.cuda.device_count())
         self.out_dir = Path(config.out_dir)
@@ -423,6 +543,10 @@ class Trainer:
         self.balancer = LossBalancer(config.lbtw_alpha, config.spike_loss_weight)
         self.val_positions = validation_positions(self.data.validation, config.val_windows, config.seed)
         self.z_bounds = self.data.normalisation.z_bounds(self.device)
+        self.current_matrix = (membrane_current_matrix(
+            vmem_to_imem_matrix(self.data.cell_meta["recipe"]), self.data.normalisation,
+            self.data.train.voltages[:CURRENT_SD_SIMULATIONS], self.device)
+            if config.current_loss_weight > 0 else None)
         self.progress = Progress()
         if config.init_from:
             self._initialise_from(config.init_from)
@@ -487,8 +611,12 @@ class Trainer:
             losses = unrolled_task_losses(self.network, *batch, self.window,
                                           self.config.history_noise_std, free_steps=lead,
                                           drift_std=self.config.history_drift_std,
-                                          z_bounds=self.z_bounds)
+                                          z_bounds=self.z_bounds,
+                                          current_matrix=self.current_matrix,
+                                          current_weight=self.config.current_loss_weight)
         loss = self.balancer.combine(losses)
+        for group in self.optimizer.param_groups:
+            group["lr"] = self.config.learning_rate(self.progress.step)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
@@ -578,6 +706,9 @@ def add_arguments(parser) -> None:
     """Add the ``train`` options to ``parser``."""
     parser.add_argument("--config", metavar="FILE", help="training config YAML (TrainConfig fields)")
     parser.add_argument("--data", metavar="H5", help="data set made by `simulate`")
+    parser.add_argument("--extra-data", dest="extra_data", nargs="+", metavar="H5",
+                        help="more data sets of the same cell (e.g. another input regime) whose "
+                             "training/validation simulations join those of --data")
     parser.add_argument("--out-dir", dest="out_dir", metavar="DIR",
                         help="where best.pt, last.pt and metrics.csv go")
     parser.add_argument("--model", metavar="FILE", help="model config YAML, e.g. training/models/mmoe.yaml")
@@ -595,7 +726,7 @@ def run(args) -> int:
     import sys
 
     overrides = {name: getattr(args, name) for name in
-                 ("data", "out_dir", "model", "init_from", "max_steps", "batch_size", "device", "seed")}
+                 ("data", "extra_data", "out_dir", "model", "init_from", "max_steps", "batch_size", "device", "seed")}
     try:
         config = load_train_config(args.config, **overrides)
         if not config.data:
