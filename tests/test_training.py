@@ -98,6 +98,17 @@ def test_resume_refuses_different_settings(data_set, model_file, tmp_path):
         Trainer(tiny_config(data_set, model_file, tmp_path, lr=0.1), progress_bar=False)
 
 
+def test_cosine_learning_rate_falls_to_zero(data_set, model_file, tmp_path):
+    config = tiny_config(data_set, model_file, tmp_path, lr=0.01, lr_schedule="cosine", max_steps=100)
+    assert [config.learning_rate(step) for step in (0, 50, 100)] == pytest.approx([0.01, 0.005, 0.0])
+    trainer = Trainer(config, progress_bar=False)
+    trainer.progress.step = 75
+    trainer.train_step()
+    assert trainer.optimizer.param_groups[0]["lr"] == pytest.approx(config.learning_rate(75))
+    with pytest.raises(ValueError, match="lr_schedule"):
+        tiny_config(data_set, model_file, tmp_path, lr_schedule="linear")
+
+
 def test_lbtw_weights_follow_the_published_update():
     balancer = LossBalancer(alpha=0.5, spike_weight=1.0)
     first = torch.tensor([4.0, 1.0, 0.5])
@@ -132,6 +143,31 @@ def test_train_and_evaluate_commands(data_set, model_file, tmp_path, capsys):
     card = (shipped / "tiny.md").read_text()
     assert "### held-out" in card and "teacher-forced" in card
     model, _, _, _ = load_checkpoint(shipped / "tiny.pt")
+
+
+def test_extra_data_joins_training_and_must_match_the_recording_length(data_set, model_file, tmp_path):
+    extra = tmp_path / "extra.h5"
+    generate(extra, 4, 250, seed=22, config=SimulationConfig(warmup_ms=50), progress=False)
+    trainer = Trainer(tiny_config(data_set, model_file, tmp_path / "run", extra_data=[str(extra)]),
+                      progress_bar=False)
+    assert len(trainer.data.train.sim_indices) == 4 and len(trainer.data.validation.sim_indices) == 2
+    meta = trainer.data.data_meta
+    assert meta["extra"][0]["base_seed"] == 22 and len(meta["test"]) == 1
+    shorter = tmp_path / "shorter.h5"
+    generate(shorter, 3, 150, seed=23, config=SimulationConfig(warmup_ms=50), progress=False)
+    with pytest.raises(ValueError, match="--duration-ms 250"):
+        Trainer(tiny_config(data_set, model_file, tmp_path / "bad", extra_data=[str(shorter)]),
+                progress_bar=False)
+
+
+def test_current_loss_sees_voltage_differences_not_offsets(data_set, model_file, tmp_path):
+    trainer = Trainer(tiny_config(data_set, model_file, tmp_path, current_loss_weight=0.1), progress_bar=False)
+    matrix, std = trainer.current_matrix, torch.as_tensor(trainer.data.normalisation.std)
+    uniform_mv = torch.full((1, std.numel()), 2.0) / std  # every segment 2 mV off: no axial current
+    ragged_mv = uniform_mv * torch.linspace(0.0, 2.0, std.numel())
+    assert (uniform_mv @ matrix.T).abs().max() < 1e-3 * (ragged_mv @ matrix.T).abs().max()
+    losses = [trainer.train_step() for _ in range(3)]
+    assert np.isfinite(losses).all()
 
 
 def test_checkpoint_loads_without_code_and_checks_fields(data_set, model_file, tmp_path):

@@ -26,9 +26,12 @@ def shipped_payload(checkpoint: str | Path) -> dict:
     payload = read_checkpoint(checkpoint)
     meta = payload["meta"]
     meta["data"] = {**meta["data"], "path": Path(meta["data"].get("path", "")).name}
+    for extra in meta["data"].get("extra", []):
+        extra["path"] = Path(extra["path"]).name
     config = meta.get("training", {}).get("config", {})
     if config.get("data"):
         config["data"] = Path(config["data"]).name
+    config["extra_data"] = [Path(path).name for path in config.get("extra_data", [])]
     kept = {key: payload[key] for key in (*REQUIRED_KEYS, "norm_low", "norm_high") if key != "meta" and key in payload}
     return {**kept, "meta": json.dumps(meta, sort_keys=True)}
 
@@ -105,6 +108,14 @@ def reference_section(name: str, reference: dict) -> list[str]:
             f"surrogate spike count ±{margins['spike_count']}.", ""]
 
 
+def extra_data_lines(extras: list[dict]) -> list[str]:
+    """Model-card lines for the additional training data sets (``extra_data``)."""
+    return [f"- Also trained on `{extra['path']}`: base seed {extra['base_seed']}, {len(extra['train'])} training / "
+            f"{len(extra['validation'])} validation simulations (its {len(extra['test'])} test simulations "
+            f"unused); inputs `{json.dumps(extra['simulation_config'].get('inputs', {}), sort_keys=True)}`."
+            for extra in extras]
+
+
 def model_card(name: str, meta: dict, size_bytes: int, wall_s: float, evaluations: dict[str, dict],
                comparisons: dict[str, dict], notes: str) -> str:
     """The Markdown model card."""
@@ -120,7 +131,8 @@ def model_card(name: str, meta: dict, size_bytes: int, wall_s: float, evaluation
              f"{len(data['train'])} training / {len(data['validation'])} validation / {len(data['test'])} "
              f"test simulations of {data.get('duration_ms')} ms (after warm-up).",
              f"- Input regime: `{simulation.get('inputs', {}).get('regime', 'published')}`; "
-             f"simulation config: `{json.dumps(simulation, sort_keys=True)}`.", "",
+             f"simulation config: `{json.dumps(simulation, sort_keys=True)}`.",
+             *extra_data_lines(data.get("extra", [])), "",
              "## Model and training", "",
              f"- Family `{meta['family']}`, config `{json.dumps(meta['model_config'], sort_keys=True)}`.",
              f"- File size {size_bytes / 2**20:.1f} MB.",
