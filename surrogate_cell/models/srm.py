@@ -13,6 +13,12 @@ accumulate errors and drift (the failure of the voltage-feedback TCN models).
 - **Per-task linear towers.** Every task (segment voltages, spike logit) reads the
   projection (its linear response) and the MLP output (the non-linear correction) through
   one stacked matrix product.
+- **Float32 towers.** The towers run in float32 also under bfloat16 autocast: voltages of
+  strongly coupled neighbours (soma and apical trunk) differ by ~0.01 mV, yet those
+  differences set the membrane currents and so the LFP; bfloat16 rounds to ~0.02 mV.
+- **Spike head.** The spike logit is one more tower, or with ``spike_hidden > 0`` a small
+  ELU MLP of its own on the tower inputs (spikes are a sharper, more non-linear function of
+  the input than sub-threshold voltages).
 - **Spikes.** A predicted spike adds a jump ``spike_jump`` (z units, one value per segment)
   to the voltages: weighted by the spike probability in training (the mean-square optimal
   prediction), all-or-none in evaluation mode, where a spike is an upward crossing of
@@ -38,7 +44,9 @@ class SRMConfig(SurrogateConfig):
     """SRM sizes and options.
 
     ``taus``: time constants (ms) of the exponential filter bank; ``hidden``: width of the
-    projection and MLP layers; ``mlp_layers``: number of ELU layers after the projection.
+    projection and MLP layers; ``mlp_layers``: number of ELU layers after the projection;
+    ``spike_hidden``: width of the spike head's hidden layer (0: the spike logit is a linear
+    tower like the voltages).
     ``soma_segment`` (the soma's voltage channel) and ``spike_threshold_z`` (the soma-voltage
     spike threshold in z units) come from the training data; ``spike_threshold_z: null``
     disables the spike-history input.
@@ -48,6 +56,7 @@ class SRMConfig(SurrogateConfig):
     taus: tuple[float, ...] = (1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0)
     hidden: int = 256
     mlp_layers: int = 2
+    spike_hidden: int = 0
     soma_segment: int = 0
     spike_threshold_z: float | None = None
     spike_logit_threshold: float = 0.0
@@ -61,8 +70,8 @@ class SRMConfig(SurrogateConfig):
                              "set voltage_input: false")
         if not self.taus or min(self.taus) <= 0:
             raise ValueError("taus must be positive time constants (ms)")
-        if self.hidden < 1 or self.mlp_layers < 0:
-            raise ValueError("hidden must be >= 1 and mlp_layers >= 0")
+        if self.hidden < 1 or self.mlp_layers < 0 or self.spike_hidden < 0:
+            raise ValueError("hidden must be >= 1, mlp_layers and spike_hidden >= 0")
         if not 0 <= self.soma_segment < self.n_voltage_tasks:
             raise ValueError(f"soma_segment {self.soma_segment} is not a voltage channel")
 
@@ -112,7 +121,11 @@ class SRM(nn.Module):
             for layer in (nn.Linear(config.hidden, config.hidden), nn.ELU(),
                           MaskDropout(config.dropout))
         ))
-        self.towers = nn.Linear(2 * config.hidden, config.n_tasks)
+        self.spike_head = (nn.Sequential(nn.Linear(2 * config.hidden, config.spike_hidden), nn.ELU(),
+                                         nn.Linear(config.spike_hidden, 1))
+                           if config.spike_hidden else None)
+        self.towers = nn.Linear(2 * config.hidden,
+                                config.n_voltage_tasks if self.spike_head else config.n_tasks)
         self.spike_jump = nn.Parameter(torch.zeros(config.n_voltage_tasks))
 
     def window_inputs(self, x: Tensor) -> Tensor:
@@ -132,11 +145,23 @@ class SRM(nn.Module):
 
     def heads(self, projected: Tensor) -> tuple[Tensor, Tensor]:
         """Sub-threshold voltages and spike logit from the projected features (batch, hidden)."""
-        return split_outputs(self.towers(self.tower_inputs(projected)))
+        features = self.tower_inputs(projected)
+        if self.spike_head is None:
+            return split_outputs(self.float32_towers(features))
+        return self.float32_towers(features), self.spike_head(features)[:, 0]
+
+    def float32_towers(self, features: Tensor) -> Tensor:
+        """The towers in at least float32, also under bfloat16 autocast."""
+        dtype = torch.promote_types(features.dtype, torch.float32)
+        with torch.autocast(features.device.type, enabled=False):
+            return F.linear(features.to(dtype), self.towers.weight.to(dtype), self.towers.bias.to(dtype))
 
     def spike_logit(self, projected: Tensor) -> Tensor:
         """Only the spike logit (batch,) of :meth:`heads`."""
-        return self.tower_inputs(projected) @ self.towers.weight[-1] + self.towers.bias[-1]
+        features = self.tower_inputs(projected)
+        if self.spike_head is None:
+            return features @ self.towers.weight[-1] + self.towers.bias[-1]
+        return self.spike_head(features)[:, 0]
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """Voltage predictions (batch, n_tasks - 1) and spike logit (batch,)."""
