@@ -145,6 +145,14 @@ def load_raw(data_set: DataSet, sim_indices, progress: bool = True):
     return np.stack(events), np.stack(voltages), np.stack(spikes), spike_times
 
 
+def concatenate_raw(parts: list[tuple]) -> tuple:
+    """Join :func:`load_raw` results (e.g. of several data sets) along the simulation axis."""
+    if len(parts) == 1:
+        return parts[0]
+    return (*(np.concatenate([part[k] for part in parts]) for k in range(3)),
+            [times for part in parts for times in part[3]])
+
+
 def build_window_data(raw, normalisation: Normalisation, window: int, sim_indices) -> WindowData:
     """Stack raw arrays (from :func:`load_raw`) into a :class:`WindowData` with z-scored voltages."""
     events, voltages, spikes = raw[:3]

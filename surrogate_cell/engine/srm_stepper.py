@@ -141,14 +141,16 @@ class SRMStepper:
 
         The filter update adds the projection rows of the events entering and leaving the
         window and decays the state; the MLP and towers run on the projected features, the MLP
-        and spike tower once more for the "one step earlier" logit.
+        and spike output once more for the "one step earlier" logit.
         """
         config = self.model.config
         rows_added = 2 * event_density * self.n_events  # entering + leaving
+        spike_head = 2 * (2 * self.hidden * config.spike_hidden + config.spike_hidden)
         return {
             "filter update": int(rows_added * self.n_taus * self.hidden + 3 * self.n_taus * self.hidden),
             "mlp": 2 * 2 * config.mlp_layers * self.hidden ** 2,
             "towers": 2 * 2 * self.hidden * (config.n_tasks + 1),  # + the earlier spike logit
+            "spike head": 2 * spike_head,  # now and one step earlier (0 without a spike head)
         }
 
     def flops_per_cell_step(self, event_density: float = 0.01) -> int:
