@@ -425,13 +425,6 @@ def test_srm_reads_events_and_soma_spikes_only():
         build_model("srm", {**SRM_SMALL, "voltage_input": True})
 
 
-def test_srm_tree_output_needs_its_tree():
-    with pytest.raises(ValueError, match="output_parents"):
-        build_model("srm", {**SRM_SMALL, "voltage_output": "tree_differences"})
-    with pytest.raises(ValueError, match="voltage_output"):
-        build_model("srm", {**SRM_SMALL, "voltage_output": "parents"})
-
-
 def test_srm_filter_bank_weighs_inputs_by_their_age():
     model = build_model("srm", {**SRM_SMALL, "spike_threshold_z": None})
     x = torch.zeros(1, N_EVENTS + N_DENSE, WINDOW)

@@ -13,14 +13,9 @@ accumulate errors and drift (the failure of the voltage-feedback TCN models).
 - **Per-task linear towers.** Every task (segment voltages, spike logit) reads the
   projection (its linear response) and the MLP output (the non-linear correction) through
   one stacked matrix product.
-- **Tree-difference output** (``voltage_output: tree_differences``). The towers may predict,
-  instead of every segment's voltage, the soma's voltage and every other segment's
-  difference to its parent segment, each in units of its own spread; a fixed matrix sums
-  them along the tree. Voltages differ little between strongly coupled neighbours (soma and
-  apical trunk: ~0.01 mV), yet those differences set the membrane currents and so the LFP;
-  predicted directly, they are as accurate relative to their size as the voltages are.
-- **Float32 towers.** The towers run in float32 also under bfloat16 autocast, whose
-  rounding (~0.02 mV) exceeds those differences.
+- **Float32 towers.** The towers run in float32 also under bfloat16 autocast: voltages of
+  strongly coupled neighbours (soma and apical trunk) differ by ~0.01 mV, yet those
+  differences set the membrane currents and so the LFP; bfloat16 rounds to ~0.02 mV.
 - **Spike head.** The spike logit is one more tower, or with ``spike_hidden > 0`` a small
   ELU MLP of its own on the tower inputs (spikes are a sharper, more non-linear function of
   the input than sub-threshold voltages).
@@ -55,13 +50,6 @@ class SRMConfig(SurrogateConfig):
     ``soma_segment`` (the soma's voltage channel) and ``spike_threshold_z`` (the soma-voltage
     spike threshold in z units) come from the training data; ``spike_threshold_z: null``
     disables the spike-history input.
-
-    ``voltage_output``: ``segments`` (each tower predicts its segment's voltage) or
-    ``tree_differences`` (see the module docstring). The tree is given, in z units, by
-    ``output_parents`` (parent segment of every segment, -1 for the root) and, per segment,
-    ``output_gains`` (parent s.d. / own s.d.), ``output_scales`` (s.d. of the difference to
-    the parent / own s.d.) and ``output_offsets``; training fills them in from the data
-    (:func:`surrogate_cell.training.train.tree_output_fields`).
     """
 
     voltage_input: bool = False
@@ -72,11 +60,6 @@ class SRMConfig(SurrogateConfig):
     soma_segment: int = 0
     spike_threshold_z: float | None = None
     spike_logit_threshold: float = 0.0
-    voltage_output: str = "segments"
-    output_parents: tuple[int, ...] = ()
-    output_gains: tuple[float, ...] = ()
-    output_scales: tuple[float, ...] = ()
-    output_offsets: tuple[float, ...] = ()
 
     def __post_init__(self) -> None:
         """Validate: events-only, positive time constants."""
@@ -91,20 +74,6 @@ class SRMConfig(SurrogateConfig):
             raise ValueError("hidden must be >= 1, mlp_layers and spike_hidden >= 0")
         if not 0 <= self.soma_segment < self.n_voltage_tasks:
             raise ValueError(f"soma_segment {self.soma_segment} is not a voltage channel")
-        self._check_tree_output()
-
-    def _check_tree_output(self) -> None:
-        """Validate (and coerce) the ``tree_differences`` fields."""
-        if self.voltage_output not in ("segments", "tree_differences"):
-            raise ValueError(f"voltage_output must be 'segments' or 'tree_differences', got {self.voltage_output!r}")
-        self.output_parents = tuple(int(i) for i in self.output_parents)
-        for name in ("output_gains", "output_scales", "output_offsets"):
-            setattr(self, name, tuple(float(v) for v in getattr(self, name)))
-        tree = (self.output_parents, self.output_gains, self.output_scales, self.output_offsets)
-        if self.voltage_output == "tree_differences" and any(len(v) != self.n_voltage_tasks for v in tree):
-            raise ValueError("voltage_output: tree_differences needs output_parents, output_gains, "
-                             f"output_scales and output_offsets for all {self.n_voltage_tasks} segments; "
-                             "train the model with `python -m surrogate_cell.training train`, which fills them in")
 
     @property
     def n_filtered(self) -> int:
@@ -137,23 +106,6 @@ def spike_train(soma_z: Tensor, threshold_z: float | None) -> Tensor:
     return torch.zeros_like(soma_z) if threshold_z is None else spike_onsets(soma_z, threshold_z)
 
 
-def tree_output_matrix(config: SRMConfig) -> tuple[Tensor, Tensor]:
-    """(S, S) matrix ``B`` and (S,) offset ``c`` with voltages ``z = B u + c`` from tower outputs ``u``.
-
-    Every segment ``i`` with parent ``p`` has ``z_i = gain_i z_p + scale_i u_i + offset_i`` (the
-    root: ``z_r = scale_r u_r + offset_r``), i.e. ``(I - P) z = scale * u + offset`` with
-    ``P[i, p] = gain_i``; float64, solved once.
-    """
-    n = len(config.output_parents)
-    parents = torch.tensor(config.output_parents)
-    children = torch.nonzero(parents >= 0)[:, 0]
-    system = torch.eye(n, dtype=torch.float64)
-    system[children, parents[children]] = -torch.tensor(config.output_gains, dtype=torch.float64)[children]
-    inverse = torch.linalg.inv(system)
-    scales = torch.tensor(config.output_scales, dtype=torch.float64)
-    return inverse * scales[None, :], inverse @ torch.tensor(config.output_offsets, dtype=torch.float64)
-
-
 class SRM(nn.Module):
     """Filter bank -> linear projection -> ELU MLP -> per-task linear towers (+ spike jump)."""
 
@@ -175,12 +127,6 @@ class SRM(nn.Module):
         self.towers = nn.Linear(2 * config.hidden,
                                 config.n_voltage_tasks if self.spike_head else config.n_tasks)
         self.spike_jump = nn.Parameter(torch.zeros(config.n_voltage_tasks))
-        if config.voltage_output == "tree_differences":
-            matrix, offset = tree_output_matrix(config)
-            self.register_buffer("output_matrix", matrix, persistent=False)
-            self.register_buffer("output_offset", offset, persistent=False)
-        else:
-            self.output_matrix = self.output_offset = None
 
     def window_inputs(self, x: Tensor) -> Tensor:
         """(batch, n_inputs, window): the event channels and the somatic spike train."""
@@ -201,22 +147,14 @@ class SRM(nn.Module):
         """Sub-threshold voltages and spike logit from the projected features (batch, hidden)."""
         features = self.tower_inputs(projected)
         if self.spike_head is None:
-            voltage, spike_logit = split_outputs(self.float32_towers(features))
-        else:
-            voltage, spike_logit = self.float32_towers(features), self.spike_head(features)[:, 0]
-        return self.voltages_from_towers(voltage), spike_logit
+            return split_outputs(self.float32_towers(features))
+        return self.float32_towers(features), self.spike_head(features)[:, 0]
 
     def float32_towers(self, features: Tensor) -> Tensor:
         """The towers in at least float32, also under bfloat16 autocast."""
         dtype = torch.promote_types(features.dtype, torch.float32)
         with torch.autocast(features.device.type, enabled=False):
             return F.linear(features.to(dtype), self.towers.weight.to(dtype), self.towers.bias.to(dtype))
-
-    def voltages_from_towers(self, outputs: Tensor) -> Tensor:
-        """Segment voltages (z units) from the voltage towers' outputs."""
-        if self.output_matrix is None:
-            return outputs
-        return outputs @ self.output_matrix.to(outputs.dtype).T + self.output_offset.to(outputs.dtype)
 
     def spike_logit(self, projected: Tensor) -> Tensor:
         """Only the spike logit (batch,) of :meth:`heads`."""

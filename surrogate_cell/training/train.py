@@ -32,7 +32,6 @@ from tqdm import tqdm
 
 from surrogate_cell.data.store import open_data_set
 from surrogate_cell.datasets.windows import (
-    concatenate_raw,
     BalancedSampler,
     Normalisation,
     WindowData,
@@ -222,41 +221,6 @@ def membrane_current_matrix(vmem_to_imem: np.ndarray, normalisation: Normalisati
     return torch.as_tensor(scaled, dtype=torch.float32, device=device)
 
 
-def segment_tree(vmem_to_imem: np.ndarray, root: int) -> np.ndarray:
-    """Parent of every segment (-1 for ``root``): breadth-first over the axial couplings
-    (non-zero off-diagonal entries of the vmem->imem matrix)."""
-    coupled = (vmem_to_imem != 0) & ~np.eye(len(vmem_to_imem), dtype=bool)
-    parents = np.full(len(vmem_to_imem), -2)
-    parents[root], frontier = -1, [root]
-    while frontier:  # one pass per tree level
-        children = [(int(child), parent) for parent in frontier
-                    for child in np.flatnonzero(coupled[parent]) if parents[child] == -2]
-        for child, parent in children:
-            if parents[child] == -2:  # first come: a child seen from two parents keeps one
-                parents[child] = parent
-        frontier = sorted({child for child, _ in children})
-    if (parents == -2).any():
-        raise ValueError(f"segments {np.flatnonzero(parents == -2)[:5].tolist()} are not connected to the soma")
-    return parents
-
-
-def tree_output_fields(vmem_to_imem: np.ndarray, root: int, normalisation: Normalisation,
-                       voltages_z: torch.Tensor) -> dict:
-    """The SRM's ``tree_differences`` output fields, from the training voltages (n, T, S) z."""
-    parents = segment_tree(vmem_to_imem, root)
-    mean, std = normalisation.mean.astype(np.float64), normalisation.std.astype(np.float64)
-    voltages_mv = normalisation.to_mv(voltages_z).double().numpy().reshape(-1, len(parents))
-    is_child = parents >= 0
-    parent_of = np.where(is_child, parents, root)
-    differences = voltages_mv - np.where(is_child, 1.0, 0.0) * voltages_mv[:, parent_of]
-    difference_sd = np.maximum(differences.std(axis=0), 1e-6)
-    return {"output_parents": parents.tolist(),
-            "output_gains": np.where(is_child, std[parent_of] / std, 0.0).tolist(),
-            "output_scales": (difference_sd / std).tolist(),
-            "output_offsets": ((differences.mean(axis=0) + np.where(is_child, mean[parent_of], 0.0) - mean)
-                               / std).tolist()}
-
-
 #: training simulations on which the membrane currents' s.d. is measured
 CURRENT_SD_SIMULATIONS = 8
 
@@ -382,10 +346,18 @@ def _check_compatible(primary, extra) -> None:
                          f"{primary.duration_ms} ms; simulate it with --duration-ms {primary.duration_ms}.")
 
 
+def _concatenate_raw(parts: list[tuple]) -> tuple:
+    """Join :func:`load_raw` results of several data sets along the simulation axis."""
+    if len(parts) == 1:
+        return parts[0]
+    return (*(np.concatenate([part[k] for part in parts]) for k in range(3)),
+            [times for part in parts for times in part[3]])
+
+
 def _load_part(data_sets: list, splits: list, part: int, progress: bool) -> tuple[tuple, list]:
     """Raw arrays of split ``part`` (0 train, 1 validation) over all data sets, and their labels
     (the simulation index for the primary data set, ``"<file stem>/<index>"`` for extras)."""
-    raw = concatenate_raw([load_raw(each, split[part], progress) for each, split in zip(data_sets, splits)])
+    raw = _concatenate_raw([load_raw(each, split[part], progress) for each, split in zip(data_sets, splits)])
     labels = [i if number == 0 else f"{each.path.stem}/{i}"
               for number, (each, split) in enumerate(zip(data_sets, splits)) for i in split[part]]
     return raw, labels
@@ -525,17 +497,13 @@ class MetricsLog:
 # --------------------------------------------------------------------------- main loop
 
 
-def cell_fields(family: str, fields: dict, data: PreparedData) -> dict:
-    """The data-derived :data:`CELL_FIELDS` that ``family``'s config has (soma, spike threshold),
-    plus the tree of a ``voltage_output: tree_differences`` model (from the cell's vmem->imem matrix)."""
+def cell_fields(family: str, data: PreparedData) -> dict:
+    """The data-derived :data:`CELL_FIELDS` that ``family``'s config has (soma, spike threshold)."""
     soma = int(data.cell_meta["soma_segment"])
     threshold_mv = data.cell_meta["spike_threshold_mv"]
     values = {"soma_segment": soma,
               "spike_threshold_z": float((threshold_mv - data.normalisation.mean[soma])
                                          / data.normalisation.std[soma])}
-    if fields.get("voltage_output") == "tree_differences":
-        values.update(tree_output_fields(vmem_to_imem_matrix(data.cell_meta["recipe"]), soma,
-                                         data.normalisation, data.train.voltages[:CURRENT_SD_SIMULATIONS]))
     return {name: value for name, value in values.items()
             if name in CELL_FIELDS and name in family_fields(family)}
 
@@ -564,7 +532,7 @@ class Trainer:
             "in_channels": self.data.train.n_event_channels + self.data.train.n_segments,
             "n_tasks": self.data.train.n_segments + 1,
             "event_channels": self.data.train.n_event_channels,
-            **cell_fields(family, fields, self.data),
+            **cell_fields(family, self.data),
         }).to(self.device)
         self.window = self.model.config.window
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.lr,
