@@ -350,11 +350,9 @@ def test_neuron_reference_has_the_surrogate_networks_wiring_and_input(checkpoint
 
 @pytest.mark.skipif(not (PRETRAINED_DIR / "l5pc-default.pt").is_file(),
                     reason="needs the trained default model surrogate_cell/pretrained/l5pc-default.pt")
-@pytest.mark.xfail(strict=True, reason="known shortfall of the shipped l5pc-default: its free-running spikes "
-                   "are too few and mistimed (spike F1 0.13, see its model card); with this drive "
-                   "NEURON fires ~14 Hz, a 30-cell surrogate network ~9 Hz")
 def test_trained_surrogate_network_fires_like_the_neuron_network():
-    """10 cells x 300 ms, drive strong enough that NEURON fires: rate within 25 % (or 1 Hz) after 50 ms."""
+    """10 cells x 300 ms, drive strong enough that NEURON fires: rate within 20 % (or 1 Hz) after 50 ms,
+    spike counts per cell positively correlated."""
     config = RecurrentNetworkConfig(n_cells=10, n_contacts=4, exc_rate_hz=20.0)
     network = build_recurrent_network("l5pc-default", config, device="cpu")
     surrogate = network.simulate(300)
@@ -362,5 +360,6 @@ def test_trained_surrogate_network_fires_like_the_neuron_network():
         neuron = reference.run(300, record_soma=False, progress=False)
     comparison = compare_runs(neuron, surrogate, t_start_ms=50.0)
     assert comparison.neuron_rate_hz > 2.0, "the drive no longer makes the NEURON network fire"
-    tolerance = max(0.25 * comparison.neuron_rate_hz, 1.0)
+    tolerance = max(0.2 * comparison.neuron_rate_hz, 1.0)
     assert abs(comparison.surrogate_rate_hz - comparison.neuron_rate_hz) <= tolerance, comparison
+    assert comparison.spike_count_correlation > 0, comparison
