@@ -36,6 +36,7 @@ from surrogate_cell.datasets.windows import (
     Normalisation,
     WindowData,
     build_window_data,
+    concatenate_raw,
     load_raw,
     model_input,
     split_simulations,
@@ -76,10 +77,6 @@ class TrainConfig:
     patience: int = 10
     spike_fraction: float | None = 1.0 / 3.0  # None: the data's own spike rate
     spike_loss_weight: float = 1.0
-    # > 0: add, per segment, this weight x the squared error of its membrane current (LFPy's
-    # vmem->imem matrix applied to the voltage error) in units of the currents' r.m.s. s.d.,
-    # so that errors become spatially smooth (the LFP near the soma needs it).
-    current_loss_weight: float = 0.0
     lbtw_alpha: float = 0.0
     history_noise_std: float = 0.0
     history_drift_std: float = 0.0
@@ -127,17 +124,9 @@ def load_train_config(path: str | Path, **overrides) -> TrainConfig:
 # --------------------------------------------------------------------------- losses
 
 
-def task_losses(voltage_pred, spike_logit, voltage_target, spike_target,
-                current_matrix: torch.Tensor | None = None, current_weight: float = 0.0) -> torch.Tensor:
-    """Per-task losses: MSE of each segment's voltage (z units), then the spike BCE (last).
-
-    With ``current_matrix`` (from :func:`membrane_current_matrix`), each segment's loss also
-    has ``current_weight`` x the mean squared error of its membrane current.
-    """
-    error = voltage_pred.float() - voltage_target
-    mse = (error ** 2).mean(dim=0)
-    if current_matrix is not None and current_weight > 0:
-        mse = mse + current_weight * ((error @ current_matrix.T) ** 2).mean(dim=0)
+def task_losses(voltage_pred, spike_logit, voltage_target, spike_target) -> torch.Tensor:
+    """Per-task losses: MSE of each segment's voltage (z units), then the spike BCE (last)."""
+    mse = ((voltage_pred.float() - voltage_target) ** 2).mean(dim=0)
     bce = F.binary_cross_entropy_with_logits(spike_logit.float(), spike_target)
     return torch.cat([mse, bce[None]])
 
@@ -158,8 +147,7 @@ def drifted(history: torch.Tensor, drift_std: float) -> torch.Tensor:
 
 def unrolled_task_losses(model, events, history, targets, spike_targets, window: int,
                          noise_std: float = 0.0, free_steps: int = 0,
-                         drift_std: float = 0.0, z_bounds=None, current_matrix=None,
-                         current_weight: float = 0.0) -> torch.Tensor:
+                         drift_std: float = 0.0, z_bounds=None) -> torch.Tensor:
     """Per-task losses averaged over the steps after a free-running lead-in.
 
     The first ``free_steps`` steps run the model on its own predictions without gradients and
@@ -178,8 +166,7 @@ def unrolled_task_losses(model, events, history, targets, spike_targets, window:
     total = 0.0
     for step in range(free_steps, horizon):  # a loop over time steps, not tasks
         voltage, spike = model(model_input(events[:, step:step + window], history))
-        total = total + task_losses(voltage, spike, targets[:, step], spike_targets[:, step],
-                                    current_matrix, current_weight)
+        total = total + task_losses(voltage, spike, targets[:, step], spike_targets[:, step])
         history = torch.cat([history[:, 1:], voltage[:, None].detach().float()], dim=1)
     return total / (horizon - free_steps)
 
@@ -198,31 +185,6 @@ def free_run_history(model, events, history, window: int, steps: int, z_bounds=N
         history = torch.cat([history[:, 1:], voltage[:, None]], dim=1)
     model.train(was_training)
     return history
-
-
-def vmem_to_imem_matrix(recipe: dict) -> np.ndarray:
-    """LFPy's ``get_transformation_matrix_vmem_to_imem()`` of the data's cell (S, S)."""
-    from surrogate_cell.surrogate_cell import build_cell
-
-    return build_cell(recipe, {}).get_transformation_matrix_vmem_to_imem()
-
-
-def membrane_current_matrix(vmem_to_imem: np.ndarray, normalisation: Normalisation,
-                            voltages_z: torch.Tensor, device) -> torch.Tensor:
-    """(S, S) matrix taking z-unit voltage errors to membrane-current errors in units of the
-    membrane currents' root-mean-square s.d.: ``vmem_to_imem`` scaled by the voltage s.d. per
-    segment, divided by that current scale measured on ``voltages_z`` (n_sims, T, S) of the
-    training split. One scale for all segments, so the large currents (soma, proximal
-    dendrites), which dominate the LFP, weigh most."""
-    voltages_mv = normalisation.to_mv(voltages_z).double().numpy()
-    currents = (voltages_mv @ vmem_to_imem.T).reshape(-1, vmem_to_imem.shape[0])
-    current_scale = float(np.sqrt(currents.var(axis=0).mean()))
-    scaled = vmem_to_imem * normalisation.std[None, :] / max(current_scale, 1e-12)
-    return torch.as_tensor(scaled, dtype=torch.float32, device=device)
-
-
-#: training simulations on which the membrane currents' s.d. is measured
-CURRENT_SD_SIMULATIONS = 8
 
 
 class LossBalancer:
@@ -346,18 +308,10 @@ def _check_compatible(primary, extra) -> None:
                          f"{primary.duration_ms} ms; simulate it with --duration-ms {primary.duration_ms}.")
 
 
-def _concatenate_raw(parts: list[tuple]) -> tuple:
-    """Join :func:`load_raw` results of several data sets along the simulation axis."""
-    if len(parts) == 1:
-        return parts[0]
-    return (*(np.concatenate([part[k] for part in parts]) for k in range(3)),
-            [times for part in parts for times in part[3]])
-
-
 def _load_part(data_sets: list, splits: list, part: int, progress: bool) -> tuple[tuple, list]:
     """Raw arrays of split ``part`` (0 train, 1 validation) over all data sets, and their labels
     (the simulation index for the primary data set, ``"<file stem>/<index>"`` for extras)."""
-    raw = _concatenate_raw([load_raw(each, split[part], progress) for each, split in zip(data_sets, splits)])
+    raw = concatenate_raw([load_raw(each, split[part], progress) for each, split in zip(data_sets, splits)])
     labels = [i if number == 0 else f"{each.path.stem}/{i}"
               for number, (each, split) in enumerate(zip(data_sets, splits)) for i in split[part]]
     return raw, labels
@@ -543,10 +497,6 @@ class Trainer:
         self.balancer = LossBalancer(config.lbtw_alpha, config.spike_loss_weight)
         self.val_positions = validation_positions(self.data.validation, config.val_windows, config.seed)
         self.z_bounds = self.data.normalisation.z_bounds(self.device)
-        self.current_matrix = (membrane_current_matrix(
-            vmem_to_imem_matrix(self.data.cell_meta["recipe"]), self.data.normalisation,
-            self.data.train.voltages[:CURRENT_SD_SIMULATIONS], self.device)
-            if config.current_loss_weight > 0 else None)
         self.progress = Progress()
         if config.init_from:
             self._initialise_from(config.init_from)
@@ -611,9 +561,7 @@ class Trainer:
             losses = unrolled_task_losses(self.network, *batch, self.window,
                                           self.config.history_noise_std, free_steps=lead,
                                           drift_std=self.config.history_drift_std,
-                                          z_bounds=self.z_bounds,
-                                          current_matrix=self.current_matrix,
-                                          current_weight=self.config.current_loss_weight)
+                                          z_bounds=self.z_bounds)
         loss = self.balancer.combine(losses)
         for group in self.optimizer.param_groups:
             group["lr"] = self.config.learning_rate(self.progress.step)
