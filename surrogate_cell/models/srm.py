@@ -148,7 +148,7 @@ class SRM(nn.Module):
         features = self.tower_inputs(projected)
         if self.spike_head is None:
             return split_outputs(self.float32_towers(features))
-        return self.float32_towers(features), self.spike_head(features)[:, 0]
+        return self.float32_towers(features), self.spike_logit_from(features)
 
     def float32_towers(self, features: Tensor) -> Tensor:
         """The towers in at least float32, also under bfloat16 autocast."""
@@ -158,7 +158,10 @@ class SRM(nn.Module):
 
     def spike_logit(self, projected: Tensor) -> Tensor:
         """Only the spike logit (batch,) of :meth:`heads`."""
-        features = self.tower_inputs(projected)
+        return self.spike_logit_from(self.tower_inputs(projected))
+
+    def spike_logit_from(self, features: Tensor) -> Tensor:
+        """The spike logit (batch,) from the tower inputs: the spike head, or the last tower."""
         if self.spike_head is None:
             return features @ self.towers.weight[-1] + self.towers.bias[-1]
         return self.spike_head(features)[:, 0]

@@ -308,6 +308,13 @@ def _check_compatible(primary, extra) -> None:
                          f"{primary.duration_ms} ms; simulate it with --duration-ms {primary.duration_ms}.")
 
 
+def _provenance(data_set, split: tuple[list, list, list]) -> dict:
+    """What a checkpoint records of one data set: path, simulation config, seed and split."""
+    return {"path": str(data_set.path), "simulation_config": data_set.config,
+            "base_seed": int(data_set.attrs["base_seed"]),
+            "train": split[0], "validation": split[1], "test": split[2]}
+
+
 def _load_part(data_sets: list, splits: list, part: int, progress: bool) -> tuple[tuple, list]:
     """Raw arrays of split ``part`` (0 train, 1 validation) over all data sets, and their labels
     (the simulation index for the primary data set, ``"<file stem>/<index>"`` for extras)."""
@@ -332,15 +339,8 @@ def prepare_data(config: TrainConfig, window: int, progress: bool) -> PreparedDa
     cell_meta["spike_threshold_mv"], cell_meta["spike_threshold_f1"] = best_crossing_threshold(
         soma_traces, train_raw[3])
     val_raw, val_labels = _load_part(data_sets, splits, 1, progress)
-    train_ids, val_ids, test_ids = splits[0]
-    data_meta = {"path": str(config.data), "simulation_config": data_set.config,
-                 "base_seed": int(data_set.attrs["base_seed"]),
-                 "train": train_ids, "validation": val_ids, "test": test_ids,
-                 "duration_ms": data_set.duration_ms,
-                 "extra": [{"path": str(each.path), "simulation_config": each.config,
-                            "base_seed": int(each.attrs["base_seed"]),
-                            "train": split[0], "validation": split[1], "test": split[2]}
-                           for each, split in zip(extras, splits[1:])]}
+    data_meta = {**_provenance(data_set, splits[0]), "duration_ms": data_set.duration_ms,
+                 "extra": [_provenance(each, split) for each, split in zip(extras, splits[1:])]}
     return PreparedData(
         train=build_window_data(train_raw, normalisation, window, train_labels),
         validation=build_window_data(val_raw, normalisation, window, val_labels),
