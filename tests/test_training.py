@@ -13,7 +13,7 @@ import torch
 
 from surrogate_cell.data.generate import generate
 from surrogate_cell.data.simulation import SimulationConfig
-from surrogate_cell.datasets.windows import BalancedSampler, WindowData, spike_flags
+from surrogate_cell.datasets.windows import BalancedSampler, WindowData, spike_flags, with_spike_onsets
 from surrogate_cell.training.__main__ import main
 from surrogate_cell.training.calibrate import calibrate_checkpoint
 from surrogate_cell.training.checkpoint import CheckpointError, load_checkpoint, read_checkpoint
@@ -199,6 +199,16 @@ def test_spike_flags_mark_the_millisecond_ending_at_the_peak():
     assert np.flatnonzero(flags).tolist() == [10, 11, 43]
 
 
+def test_spike_onset_targets_are_the_first_samples_above_threshold():
+    soma = np.full((1, 1, 60), -70.0)
+    soma[0, 0, [20, 21, 22]] = [-30.0, -10.0, -52.0]  # one spike, two samples above threshold
+    soma[0, 0, 40] = -40.0
+    raw = (np.zeros((1, 60, 2)), soma, spike_flags(np.array([20.6, 40.3]), 60), [np.array([20.6, 40.3])])
+    events, voltages, flags, times = with_spike_onsets(raw, 0, -48.0)
+    assert np.flatnonzero(flags[0]).tolist() == [20, 40]
+    assert voltages is soma and times is raw[3]
+
+
 def test_metric_helpers():
     assert match_spikes(np.array([10.0, 50.0]), np.array([12.0, 48.0, 100.0]), 3.0) == 2
     assert match_spikes(np.array([10.0]), np.array([14.0]), 3.0) == 0
@@ -241,6 +251,7 @@ def test_srm_training_calibrates_its_spike_output(data_set, tmp_path):
     expected_z = (meta["cell"]["spike_threshold_mv"] - normalisation.mean[soma]) / normalisation.std[soma]
     assert model.config.soma_segment == soma
     assert model.config.spike_threshold_z == pytest.approx(expected_z, rel=1e-5)
+    assert meta["cell"]["spike_targets"] == "soma_onset"
     summary = meta["spike_calibration"]
     assert summary["spike_logit_threshold"] == model.config.spike_logit_threshold
     assert main(["calibrate", "--checkpoint", str(out_dir / "last.pt")]) == 0

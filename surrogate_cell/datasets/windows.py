@@ -2,8 +2,10 @@
 
 Time convention (see ``docs/data_format.md``): ``vmem[:, k]`` is the voltage at ``k`` ms and
 ``exc[:, k]`` the events delivered at ``k`` ms (bin ``[k, k+1)``). The target at time ``t`` is
-``vmem[:, t]`` and whether a somatic spike peaked in ``(t-1, t]``; its input window holds the
-events of bins ``t-W .. t-1`` and the voltages at ``t-W .. t-1``. Everything is stacked in
+``vmem[:, t]`` and whether a somatic spike peaked in ``(t-1, t]`` — or, for data prepared
+with :func:`with_spike_onsets`, whether the soma voltage crossed the spike threshold between
+``t-1`` and ``t``; its input window holds the events of bins ``t-W .. t-1`` and the voltages at
+``t-W .. t-1``. Everything is stacked in
 memory as ``(n_sims, T, channels)`` tensors so that a batch of windows is one indexing op.
 """
 
@@ -66,6 +68,37 @@ def spike_flags(spike_times: np.ndarray, n_ms: int) -> np.ndarray:
     bins = np.ceil(np.asarray(spike_times) - 1e-9).astype(int)
     flags[bins[(bins >= 0) & (bins < n_ms)]] = True
     return flags
+
+
+def spike_onset_flags(soma_mv: np.ndarray, threshold_mv: float) -> np.ndarray:
+    """Bool (n_sims, T): the 1 ms soma samples where the voltage first exceeds ``threshold_mv``."""
+    above = soma_mv > threshold_mv
+    flags = np.zeros_like(above)
+    flags[:, 1:] = above[:, 1:] & ~above[:, :-1]
+    return flags
+
+
+def with_spike_onsets(raw, soma_segment: int, threshold_mv: float) -> tuple:
+    """:func:`load_raw` arrays with the spike flags replaced by soma threshold crossings.
+
+    A spike peak often falls after the 1 ms sample where the soma voltage has already crossed
+    the threshold, so a model reading its somatic spike history (threshold crossings) would
+    see the spike it is asked to predict in about half the cases when the target is the peak.
+    The crossing is what a free run detects; as the target it cannot leak.
+    """
+    events, voltages, _, spike_times = raw
+    return events, voltages, spike_onset_flags(voltages[:, soma_segment], threshold_mv), spike_times
+
+
+#: ``cell_meta["spike_targets"]`` of checkpoints trained on :func:`with_spike_onsets` targets
+SOMA_ONSET_TARGETS = "soma_onset"
+
+
+def spike_targets_of(raw, cell_meta: dict) -> tuple:
+    """``raw`` with the spike targets a checkpoint was trained on (peaks unless it says onsets)."""
+    if cell_meta.get("spike_targets") != SOMA_ONSET_TARGETS:
+        return raw
+    return with_spike_onsets(raw, int(cell_meta["soma_segment"]), float(cell_meta["spike_threshold_mv"]))
 
 
 @dataclass

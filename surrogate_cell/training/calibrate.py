@@ -25,7 +25,7 @@ import torch
 from tqdm import tqdm
 
 from surrogate_cell.data.store import open_data_set
-from surrogate_cell.datasets.windows import WindowData, build_window_data, load_raw
+from surrogate_cell.datasets.windows import WindowData, build_window_data, load_raw, spike_targets_of
 from surrogate_cell.engine.srm_stepper import SRMStepper
 from surrogate_cell.spikes import SPIKE_TOLERANCE_MS, spike_scores
 from surrogate_cell.training.checkpoint import (
@@ -129,7 +129,7 @@ def calibrate_checkpoint(path: str | Path, data_path: str | Path | None = None,
     data_set = open_data_set(data_path or meta["data"]["path"])
     check_cell(meta, data_set.layout.segment_hash, path)
     sims = meta["data"]["validation"]
-    raw = load_raw(data_set, sims, progress)
+    raw = spike_targets_of(load_raw(data_set, sims, progress), meta["cell"])
     data = build_window_data(raw, normalisation, model.config.window, sims)
     summary = calibrate_model(model, data, raw[3], normalisation, meta["cell"].get("spike_threshold_mv"))
     meta = {**meta, **model_meta(model, meta["family"]), "spike_calibration": summary}

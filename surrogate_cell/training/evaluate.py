@@ -18,7 +18,13 @@ import torch
 from tqdm import tqdm
 
 from surrogate_cell.data.store import open_data_set
-from surrogate_cell.datasets.windows import WindowData, build_window_data, load_raw, model_input
+from surrogate_cell.datasets.windows import (
+    WindowData,
+    build_window_data,
+    load_raw,
+    model_input,
+    spike_targets_of,
+)
 from surrogate_cell.engine.stepper import RUNAWAY_LIMIT_MV, within_training_range
 from surrogate_cell.spikes import REFRACTORY_MS, SPIKE_TOLERANCE_MS, spike_scores, upward_crossing_times
 from surrogate_cell.training.checkpoint import check_cell, load_checkpoint
@@ -161,7 +167,7 @@ def evaluate(config: EvaluationConfig) -> dict:
         sims = sims[:config.max_simulations]
     if not sims:
         raise ValueError(f"{config.data} has no held-out simulations for {config.checkpoint}")
-    raw = load_raw(data_set, sims)
+    raw = spike_targets_of(load_raw(data_set, sims), meta["cell"])
     data = build_window_data(raw, normalisation, model.config.window, sims)
     types = np.asarray(meta["cell"]["section_types"])
     soma = int(meta["cell"]["soma_segment"])

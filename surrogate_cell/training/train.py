@@ -34,11 +34,13 @@ from surrogate_cell.data.store import open_data_set
 from surrogate_cell.datasets.windows import (
     BalancedSampler,
     Normalisation,
+    SOMA_ONSET_TARGETS,
     WindowData,
     build_window_data,
     concatenate_raw,
     load_raw,
     model_input,
+    spike_targets_of,
     split_simulations,
 )
 from surrogate_cell.engine.stepper import within_training_range
@@ -338,7 +340,10 @@ def prepare_data(config: TrainConfig, window: int, progress: bool) -> PreparedDa
     soma_traces = train_raw[1][:, cell_meta["soma_segment"]]
     cell_meta["spike_threshold_mv"], cell_meta["spike_threshold_f1"] = best_crossing_threshold(
         soma_traces, train_raw[3])
+    cell_meta["spike_targets"] = SOMA_ONSET_TARGETS
+    train_raw = spike_targets_of(train_raw, cell_meta)
     val_raw, val_labels = _load_part(data_sets, splits, 1, progress)
+    val_raw = spike_targets_of(val_raw, cell_meta)
     data_meta = {**_provenance(data_set, splits[0]), "duration_ms": data_set.duration_ms,
                  "extra": [_provenance(each, split) for each, split in zip(extras, splits[1:])]}
     return PreparedData(
