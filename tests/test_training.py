@@ -15,7 +15,7 @@ from surrogate_cell.data.generate import generate
 from surrogate_cell.data.simulation import SimulationConfig
 from surrogate_cell.datasets.windows import BalancedSampler, WindowData, spike_flags, with_spike_onsets
 from surrogate_cell.training.__main__ import main
-from surrogate_cell.training.calibrate import calibrate_checkpoint
+from surrogate_cell.training.calibrate import calibrate_checkpoint, validation_raw
 from surrogate_cell.training.checkpoint import CheckpointError, load_checkpoint, read_checkpoint
 from surrogate_cell.spikes import best_crossing_threshold, match_spikes
 from surrogate_cell.training.evaluate import permanent, roc_auc
@@ -30,6 +30,14 @@ def data_set(tmp_path_factory):
     """Four 250 ms simulations of the built-in cell (50 ms warm-up)."""
     path = tmp_path_factory.mktemp("training") / "tiny.h5"
     generate(path, 4, 250, seed=21, config=SimulationConfig(warmup_ms=50), progress=False)
+    return path
+
+
+@pytest.fixture(scope="module")
+def extra_data_set(tmp_path_factory):
+    """Four more 250 ms simulations of the built-in cell, another seed (an --extra-data set)."""
+    path = tmp_path_factory.mktemp("training") / "extra.h5"
+    generate(path, 4, 250, seed=22, config=SimulationConfig(warmup_ms=50), progress=False)
     return path
 
 
@@ -145,10 +153,9 @@ def test_train_and_evaluate_commands(data_set, model_file, tmp_path, capsys):
     model, _, _, _ = load_checkpoint(shipped / "tiny.pt")
 
 
-def test_extra_data_joins_training_and_must_match_the_recording_length(data_set, model_file, tmp_path):
-    extra = tmp_path / "extra.h5"
-    generate(extra, 4, 250, seed=22, config=SimulationConfig(warmup_ms=50), progress=False)
-    trainer = Trainer(tiny_config(data_set, model_file, tmp_path / "run", extra_data=[str(extra)]),
+def test_extra_data_joins_training_and_must_match_the_recording_length(data_set, extra_data_set, model_file,
+                                                                      tmp_path):
+    trainer = Trainer(tiny_config(data_set, model_file, tmp_path / "run", extra_data=[str(extra_data_set)]),
                       progress_bar=False)
     assert len(trainer.data.train.sim_indices) == 4 and len(trainer.data.validation.sim_indices) == 2
     meta = trainer.data.data_meta
@@ -240,18 +247,20 @@ def test_sampler_fractions_fixed_or_natural():
     assert np.concatenate(times).min() >= 140
 
 
-def test_srm_training_calibrates_its_spike_output(data_set, tmp_path):
+def test_srm_training_calibrates_its_spike_output(data_set, extra_data_set, tmp_path):
     model_file = tmp_path / "tiny_srm.yaml"
     model_file.write_text("family: srm\ntaus: [2, 10]\nhidden: 8\nmlp_layers: 1\ndropout: 0.0\n")
     out_dir = tmp_path / "srm"
-    assert main(["train", "--data", str(data_set), "--model", str(model_file), "--out-dir", str(out_dir),
-                 "--max-steps", "10", "--batch-size", "8", "--no-progress"]) == 0
+    assert main(["train", "--data", str(data_set), "--extra-data", str(extra_data_set), "--model", str(model_file),
+                 "--out-dir", str(out_dir), "--max-steps", "10", "--batch-size", "8", "--no-progress"]) == 0
     model, normalisation, meta, _ = load_checkpoint(out_dir / "best.pt")
     soma = meta["cell"]["soma_segment"]
     expected_z = (meta["cell"]["spike_threshold_mv"] - normalisation.mean[soma]) / normalisation.std[soma]
     assert model.config.soma_segment == soma
     assert model.config.spike_threshold_z == pytest.approx(expected_z, rel=1e-5)
     assert meta["cell"]["spike_targets"] == "soma_onset"
+    _, labels = validation_raw(meta, out_dir / "best.pt", progress=False)
+    assert labels == [*meta["data"]["validation"], *(f"extra/{i}" for i in meta["data"]["extra"][0]["validation"])]
     summary = meta["spike_calibration"]
     assert summary["spike_logit_threshold"] == model.config.spike_logit_threshold
     assert main(["calibrate", "--checkpoint", str(out_dir / "last.pt")]) == 0

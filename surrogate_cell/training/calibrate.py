@@ -5,9 +5,10 @@ thousand) rarely reaches probability 0.5, so the default logit threshold 0 predi
 spikes. After training, ``calibrate`` sets the spike jump added to every segment's voltage to
 the mean difference between the true voltages and the sub-threshold prediction at the spike
 targets, then picks the logit threshold whose spikes best match the true somatic spikes (F1
-within ±3 ms) on the validation split: among candidate thresholds (logit quantiles), the best
-of free runs from a true 100 ms history — what ``SurrogateCell`` does, spikes detected by the
-soma-voltage threshold — or, if no free run finds a spike, the best teacher-forced one. Both
+within ±3 ms) on the validation splits of the data sets it was trained on (``--data`` and any
+``--extra-data``): among candidate thresholds (logit quantiles), the best of free runs from a
+true 100 ms history — what ``SurrogateCell`` does, spikes detected by the soma-voltage
+threshold — or, if no free run finds a spike, the best teacher-forced one. Both
 are written into the checkpoint (``spike_logit_threshold`` in the model config, ``spike_jump``
 in the weights).
 
@@ -25,7 +26,13 @@ import torch
 from tqdm import tqdm
 
 from surrogate_cell.data.store import open_data_set
-from surrogate_cell.datasets.windows import WindowData, build_window_data, load_raw, spike_targets_of
+from surrogate_cell.datasets.windows import (
+    WindowData,
+    build_window_data,
+    concatenate_raw,
+    load_raw,
+    spike_targets_of,
+)
 from surrogate_cell.engine.srm_stepper import SRMStepper
 from surrogate_cell.spikes import SPIKE_TOLERANCE_MS, spike_scores
 from surrogate_cell.training.checkpoint import (
@@ -119,18 +126,34 @@ def calibrate_model(model, data: WindowData, spike_times, normalisation=None, th
     return {**summary, "spike_logit_threshold": model.config.spike_logit_threshold, "spike_scores": scores}
 
 
+def validation_raw(meta: dict, path, data_path=None, progress: bool = True) -> tuple[tuple, list]:
+    """The validation simulations of every data set the checkpoint was trained on, and labels.
+
+    The primary data set (``data_path`` overrides its recorded path) and each extra data set
+    (``--extra-data`` in training): their somatic spikes together make the threshold choice
+    less dependent on a few dozen spikes of one split.
+    """
+    parts, labels = [], []
+    sources = [(data_path or meta["data"]["path"], meta["data"]["validation"], "")]
+    sources += [(extra["path"], extra["validation"], Path(extra["path"]).stem + "/")
+                for extra in meta["data"].get("extra", [])]
+    for source, sims, prefix in sources:
+        data_set = open_data_set(source)
+        check_cell(meta, data_set.layout.segment_hash, path)
+        parts.append(spike_targets_of(load_raw(data_set, sims, progress), meta["cell"]))
+        labels += [f"{prefix}{i}" if prefix else i for i in sims]
+    return concatenate_raw(parts), labels
+
+
 def calibrate_checkpoint(path: str | Path, data_path: str | Path | None = None,
                          progress: bool = True) -> dict:
-    """Calibrate the SRM in checkpoint ``path`` on its validation split and rewrite the file."""
+    """Calibrate the SRM in checkpoint ``path`` on its validation splits and rewrite the file."""
     model, normalisation, meta, payload = load_checkpoint(path)
     if not hasattr(model, "spike_jump"):
         raise CheckpointError(f"{path} holds a {meta['family']} model; only SRM models have an "
                               "all-or-none spike output to calibrate.")
-    data_set = open_data_set(data_path or meta["data"]["path"])
-    check_cell(meta, data_set.layout.segment_hash, path)
-    sims = meta["data"]["validation"]
-    raw = spike_targets_of(load_raw(data_set, sims, progress), meta["cell"])
-    data = build_window_data(raw, normalisation, model.config.window, sims)
+    raw, labels = validation_raw(meta, path, data_path, progress)
+    data = build_window_data(raw, normalisation, model.config.window, labels)
     summary = calibrate_model(model, data, raw[3], normalisation, meta["cell"].get("spike_threshold_mv"))
     meta = {**meta, **model_meta(model, meta["family"]), "spike_calibration": summary}
     standard = {"format", "format_version", "meta", "model", "norm_mean", "norm_std", "norm_low", "norm_high"}
@@ -148,8 +171,9 @@ COMMAND_DESCRIPTION = __doc__.split("\n\n")[1]
 def add_arguments(parser) -> None:
     """Add the ``calibrate`` options to ``parser``."""
     parser.add_argument("--checkpoint", required=True, metavar="PT", help="SRM checkpoint (best.pt)")
-    parser.add_argument("--data", metavar="H5", help="the training data set (default: the path in "
-                                                     "the checkpoint)")
+    parser.add_argument("--data", metavar="H5", help="the primary training data set (default: the path in "
+                                                     "the checkpoint; extra data sets are read from "
+                                                     "their recorded paths)")
 
 
 def run(args) -> int:

@@ -61,8 +61,9 @@ class TrainConfig:
 
     data: str = ""
     # More data sets of the same cell (e.g. another input regime), each split like ``data``;
-    # their training/validation simulations join those of ``data``. Evaluation, calibration
-    # and the model card's test split refer to ``data`` alone.
+    # their training/validation simulations join those of ``data``, and an SRM's spike output
+    # is calibrated on all validation splits. Evaluation and the model card's test split refer
+    # to ``data`` alone.
     extra_data: list[str] = dataclasses.field(default_factory=list)
     out_dir: str = "runs/surrogate"
     model: str = "training/models/mmoe_small.yaml"
@@ -628,7 +629,7 @@ class Trainer:
 def train(config: TrainConfig, progress_bar: bool = True) -> Path:
     """Run training; returns the output folder (``best.pt``, ``last.pt``, ``metrics.csv``).
 
-    An SRM's all-or-none spike output is then calibrated on the validation split and written
+    An SRM's all-or-none spike output is then calibrated on the validation splits and written
     into ``best.pt`` (see :mod:`surrogate_cell.training.calibrate`).
     """
     trainer = Trainer(config, progress_bar)
