@@ -12,13 +12,14 @@ import pytest
 import torch
 
 from surrogate_cell.data.generate import generate
+from surrogate_cell.data.store import open_data_set
 from surrogate_cell.data.simulation import SimulationConfig
 from surrogate_cell.datasets.windows import BalancedSampler, WindowData, spike_flags, with_spike_onsets
 from surrogate_cell.training.__main__ import main
 from surrogate_cell.training.calibrate import calibrate_checkpoint, validation_raw
 from surrogate_cell.training.checkpoint import CheckpointError, load_checkpoint, read_checkpoint
 from surrogate_cell.spikes import best_crossing_threshold, match_spikes
-from surrogate_cell.training.evaluate import permanent, roc_auc
+from surrogate_cell.training.evaluate import held_out_simulations, permanent, roc_auc
 from surrogate_cell.training.train import LossBalancer, TrainConfig, Trainer, has_native_bfloat16
 from tests.conftest import REPO_ROOT
 
@@ -160,6 +161,7 @@ def test_extra_data_joins_training_and_must_match_the_recording_length(data_set,
     assert len(trainer.data.train.sim_indices) == 4 and len(trainer.data.validation.sim_indices) == 2
     meta = trainer.data.data_meta
     assert meta["extra"][0]["base_seed"] == 22 and len(meta["test"]) == 1
+    assert held_out_simulations(trainer.meta(), open_data_set(extra_data_set)) == meta["extra"][0]["test"]
     shorter = tmp_path / "shorter.h5"
     generate(shorter, 3, 150, seed=23, config=SimulationConfig(warmup_ms=50), progress=False)
     with pytest.raises(ValueError, match="--duration-ms 250"):

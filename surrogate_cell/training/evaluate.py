@@ -47,11 +47,12 @@ class EvaluationConfig:
 
 
 def held_out_simulations(meta: dict, data_set) -> list[int]:
-    """The test split when evaluating on the training file, else every simulation of the file."""
+    """The test split when evaluating on a file the model was trained on (``--data`` or an
+    ``--extra-data`` set), else every simulation of the file."""
     available = data_set.simulation_indices()
-    trained_on = Path(meta["data"]["path"]).resolve()
-    if data_set.path.resolve() == trained_on:
-        return [i for i in meta["data"]["test"] if i in available]
+    for trained_on in (meta["data"], *meta["data"].get("extra", [])):
+        if data_set.path.resolve() == Path(trained_on["path"]).resolve():
+            return [i for i in trained_on["test"] if i in available]
     return available
 
 
