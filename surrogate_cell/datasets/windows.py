@@ -5,8 +5,8 @@ Time convention (see ``docs/data_format.md``): ``vmem[:, k]`` is the voltage at 
 ``vmem[:, t]`` and whether a somatic spike peaked in ``(t-1, t]`` — or, for data prepared
 with :func:`with_spike_onsets`, whether the soma voltage crossed the spike threshold between
 ``t-1`` and ``t``; its input window holds the events of bins ``t-W .. t-1`` and the voltages at
-``t-W .. t-1``. Everything is stacked in
-memory as ``(n_sims, T, channels)`` tensors so that a batch of windows is one indexing op.
+``t-W .. t-1``. Everything is stacked in memory as ``(n_sims, T, channels)`` tensors so that a
+batch of windows is one indexing op.
 """
 
 from __future__ import annotations
@@ -184,6 +184,15 @@ def concatenate_raw(parts: list[tuple]) -> tuple:
         return parts[0]
     return (*(np.concatenate([part[k] for part in parts]) for k in range(3)),
             [times for part in parts for times in part[3]])
+
+
+def load_labelled(data_sets: list, sim_lists: list, progress: bool = True) -> tuple[tuple, list]:
+    """:func:`load_raw` of ``sim_lists[k]`` of every ``data_sets[k]``, joined, and per-simulation
+    labels: the index for the first (primary) data set, ``"<file stem>/<index>"`` for the others."""
+    raw = concatenate_raw([load_raw(each, sims, progress) for each, sims in zip(data_sets, sim_lists)])
+    labels = [i if number == 0 else f"{each.path.stem}/{i}"
+              for number, (each, sims) in enumerate(zip(data_sets, sim_lists)) for i in sims]
+    return raw, labels
 
 
 def build_window_data(raw, normalisation: Normalisation, window: int, sim_indices) -> WindowData:

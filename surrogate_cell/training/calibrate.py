@@ -29,8 +29,7 @@ from surrogate_cell.data.store import open_data_set
 from surrogate_cell.datasets.windows import (
     WindowData,
     build_window_data,
-    concatenate_raw,
-    load_raw,
+    load_labelled,
     spike_targets_of,
 )
 from surrogate_cell.engine.srm_stepper import SRMStepper
@@ -133,16 +132,13 @@ def validation_raw(meta: dict, path, data_path=None, progress: bool = True) -> t
     (``--extra-data`` in training): their somatic spikes together make the threshold choice
     less dependent on a few dozen spikes of one split.
     """
-    parts, labels = [], []
-    sources = [(data_path or meta["data"]["path"], meta["data"]["validation"], "")]
-    sources += [(extra["path"], extra["validation"], Path(extra["path"]).stem + "/")
-                for extra in meta["data"].get("extra", [])]
-    for source, sims, prefix in sources:
-        data_set = open_data_set(source)
+    recorded = [meta["data"], *meta["data"].get("extra", [])]
+    data_sets = [open_data_set(data_path or meta["data"]["path"]),
+                 *(open_data_set(extra["path"]) for extra in recorded[1:])]
+    for data_set in data_sets:
         check_cell(meta, data_set.layout.segment_hash, path)
-        parts.append(spike_targets_of(load_raw(data_set, sims, progress), meta["cell"]))
-        labels += [f"{prefix}{i}" if prefix else i for i in sims]
-    return concatenate_raw(parts), labels
+    raw, labels = load_labelled(data_sets, [each["validation"] for each in recorded], progress)
+    return spike_targets_of(raw, meta["cell"]), labels
 
 
 def calibrate_checkpoint(path: str | Path, data_path: str | Path | None = None,

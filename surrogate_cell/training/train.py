@@ -37,8 +37,7 @@ from surrogate_cell.datasets.windows import (
     SOMA_ONSET_TARGETS,
     WindowData,
     build_window_data,
-    concatenate_raw,
-    load_raw,
+    load_labelled,
     model_input,
     spike_targets_of,
     split_simulations,
@@ -62,8 +61,7 @@ class TrainConfig:
     data: str = ""
     # More data sets of the same cell (e.g. another input regime), each split like ``data``;
     # their training/validation simulations join those of ``data``, and an SRM's spike output
-    # is calibrated on all validation splits. Evaluation and the model card's test split refer
-    # to ``data`` alone.
+    # is calibrated on all validation splits. The model card's test split is that of ``data``.
     extra_data: list[str] = dataclasses.field(default_factory=list)
     out_dir: str = "runs/surrogate"
     model: str = "training/models/mmoe_small.yaml"
@@ -318,15 +316,6 @@ def _provenance(data_set, split: tuple[list, list, list]) -> dict:
             "train": split[0], "validation": split[1], "test": split[2]}
 
 
-def _load_part(data_sets: list, splits: list, part: int, progress: bool) -> tuple[tuple, list]:
-    """Raw arrays of split ``part`` (0 train, 1 validation) over all data sets, and their labels
-    (the simulation index for the primary data set, ``"<file stem>/<index>"`` for extras)."""
-    raw = concatenate_raw([load_raw(each, split[part], progress) for each, split in zip(data_sets, splits)])
-    labels = [i if number == 0 else f"{each.path.stem}/{i}"
-              for number, (each, split) in enumerate(zip(data_sets, splits)) for i in split[part]]
-    return raw, labels
-
-
 def prepare_data(config: TrainConfig, window: int, progress: bool) -> PreparedData:
     """Split the simulations, fit the normalisation on the training split and stack windows."""
     data_set = open_data_set(config.data)
@@ -335,7 +324,7 @@ def prepare_data(config: TrainConfig, window: int, progress: bool) -> PreparedDa
         _check_compatible(data_set, extra)
     data_sets = [data_set, *extras]
     splits = [_split(config, each) for each in data_sets]
-    train_raw, train_labels = _load_part(data_sets, splits, 0, progress)
+    train_raw, train_labels = load_labelled(data_sets, [split[0] for split in splits], progress)
     normalisation = Normalisation.fit(train_raw[1])
     cell_meta = cell_meta_from_layout(data_set.layout)
     soma_traces = train_raw[1][:, cell_meta["soma_segment"]]
@@ -343,7 +332,7 @@ def prepare_data(config: TrainConfig, window: int, progress: bool) -> PreparedDa
         soma_traces, train_raw[3])
     cell_meta["spike_targets"] = SOMA_ONSET_TARGETS
     train_raw = spike_targets_of(train_raw, cell_meta)
-    val_raw, val_labels = _load_part(data_sets, splits, 1, progress)
+    val_raw, val_labels = load_labelled(data_sets, [split[1] for split in splits], progress)
     val_raw = spike_targets_of(val_raw, cell_meta)
     data_meta = {**_provenance(data_set, splits[0]), "duration_ms": data_set.duration_ms,
                  "extra": [_provenance(each, split) for each, split in zip(extras, splits[1:])]}
