@@ -146,10 +146,12 @@ class SRMStepper:
         config = self.model.config
         rows_added = 2 * event_density * self.n_events  # entering + leaving
         spike_head = 2 * (2 * self.hidden * config.spike_hidden + config.spike_hidden)
+        # without a spike head the spike logit is the last tower, evaluated once more one step earlier
+        tower_rows = self.model.towers.out_features + (0 if config.spike_hidden else 1)
         return {
             "filter update": int(rows_added * self.n_taus * self.hidden + 3 * self.n_taus * self.hidden),
             "mlp": 2 * 2 * config.mlp_layers * self.hidden ** 2,
-            "towers": 2 * 2 * self.hidden * (config.n_tasks + 1),  # + the earlier spike logit
+            "towers": 2 * 2 * self.hidden * tower_rows,
             "spike head": 2 * spike_head,  # now and one step earlier (0 without a spike head)
         }
 
