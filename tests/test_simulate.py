@@ -23,6 +23,7 @@ from surrogate_cell.cells import l5pc
 from surrogate_cell.data.generate import generate
 from surrogate_cell.data.inputs import events_to_spike_times
 from surrogate_cell.data.simulation import (
+    CellSimulator,
     ConfigError,
     SimulationConfig,
     cell_layout,
@@ -169,6 +170,17 @@ def test_replaying_stored_events_through_lfpy_synapses_reproduces_the_voltages(r
     assert np.abs(whole_ms - stored.vmem).max() < 1e-4
     assert np.abs(soma - stored.soma_v).max() < 1e-4
     assert np.ptp(stored.vmem) > 1.0
+
+
+def test_simulating_given_inputs_reproduces_the_stored_simulation_and_refuses_a_wrong_length(reference):
+    stored = open_data_set(reference).load_simulation(1)
+    with CellSimulator(CONFIG) as simulator:
+        inputs = simulator.draw_inputs(SEED, 1, DURATION_MS)
+        result = simulator.simulate_inputs(inputs, DURATION_MS)
+        with pytest.raises(ValueError, match="draw it for the same duration"):
+            simulator.simulate_inputs(inputs, DURATION_MS + 10)
+    np.testing.assert_array_equal(result.vmem, stored.vmem)
+    np.testing.assert_array_equal(result.spike_times, stored.spike_times)
 
 
 def test_metadata_is_present_and_consistent(reference):

@@ -409,10 +409,20 @@ class CellSimulator:
 
     def simulate(self, base_seed: int, index: int, duration_ms: int) -> SimulationResult:
         """Draw the input of simulation ``index``, run it and collect the recordings."""
+        inputs = self.draw_inputs(base_seed, index, duration_ms)
+        return self.simulate_inputs(inputs, duration_ms, base_seed, index)
+
+    def simulate_inputs(self, inputs: SynapticInput, duration_ms: int, base_seed: int = -1,
+                        index: int = -1) -> SimulationResult:
+        """Run given input (warm-up included, e.g. a perturbed copy of :meth:`draw_inputs`) and
+        collect the recordings of its last ``duration_ms``; ``base_seed`` and ``index`` only label
+        the result."""
         if self._recorders is None:
             raise RuntimeError("this CellSimulator has no recorders (built with record=False, or closed)")
+        if inputs.n_ms != self.config.warmup_ms + duration_ms:
+            raise ValueError(f"the input spans {inputs.n_ms} ms, but warm-up + duration is "
+                             f"{self.config.warmup_ms + duration_ms} ms: draw it for the same duration")
         started = time.perf_counter()
-        inputs = self.draw_inputs(base_seed, index, duration_ms)
         self.run_inputs(inputs)
         return self._collect(base_seed, index, duration_ms, inputs, time.perf_counter() - started)
 
