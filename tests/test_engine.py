@@ -116,14 +116,17 @@ def small_srm(**overrides) -> torch.nn.Module:
                                 "n_tasks": N_SEGMENTS + 1, "event_channels": N_EVENTS, **overrides})
     with torch.no_grad():
         model.spike_jump[2] = 8.0
-        spike_weight = model.spike_head[-1].weight if model.spike_head else model.towers.weight[-1]
+        if model.config.members > 1:
+            spike_weight = model.spike_head.layers[-1].weight
+        else:
+            spike_weight = model.spike_head[-1].weight if model.spike_head else model.towers.weight[-1]
         spike_weight.mul_(20.0)  # spike logits of both signs: some steps spike
     return model
 
 
-@pytest.mark.parametrize("spike_hidden", [0, 5])
-def test_srm_stepper_equals_full_recompute_with_spike_feedback(spike_hidden):
-    model = small_srm(spike_hidden=spike_hidden)
+@pytest.mark.parametrize("spike_hidden, members", [(0, 1), (5, 1), (5, 3)])
+def test_srm_stepper_equals_full_recompute_with_spike_feedback(spike_hidden, members):
+    model = small_srm(spike_hidden=spike_hidden, members=members)
     generator = torch.Generator().manual_seed(1)
     history = -70.0 + 5.0 * torch.randn(N_CELLS, 100, N_SEGMENTS, generator=generator)
     history[..., 2] = history[..., 2].clamp(max=-65.0)  # soma below its threshold (-62.5 mV) ...

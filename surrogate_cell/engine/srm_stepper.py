@@ -45,7 +45,7 @@ class SRMStepper:
         config = model.config
         self.n_inputs = self.n_events + 1  # events + the somatic spike train
         self.n_taus = len(config.taus)
-        self.hidden = config.hidden
+        self.hidden = config.width  # all ensemble members' projections
         decay = torch.tensor([math.exp(-1.0 / tau) for tau in config.taus], device=device, dtype=dtype)
         self.decay = decay[:, None]
         self.leaving_weight = (decay ** self.window)[:, None]
@@ -145,12 +145,12 @@ class SRMStepper:
         """
         config = self.model.config
         rows_added = 2 * event_density * self.n_events  # entering + leaving
-        spike_head = 2 * (2 * self.hidden * config.spike_hidden + config.spike_hidden)
+        spike_head = 2 * config.members * (2 * config.hidden * config.spike_hidden + config.spike_hidden)
         # without a spike head the spike logit is the last tower, evaluated once more one step earlier
         tower_rows = self.model.towers.out_features + (0 if config.spike_hidden else 1)
         return {
             "filter update": int(rows_added * self.n_taus * self.hidden + 3 * self.n_taus * self.hidden),
-            "mlp": 2 * 2 * config.mlp_layers * self.hidden ** 2,
+            "mlp": 2 * 2 * config.mlp_layers * config.members * config.hidden ** 2,
             "towers": 2 * 2 * self.hidden * tower_rows,
             "spike head": 2 * spike_head,  # now and one step earlier (0 without a spike head)
         }

@@ -19,6 +19,11 @@ accumulate errors and drift (the failure of the voltage-feedback TCN models).
 - **Spike head.** The spike logit is one more tower, or with ``spike_hidden > 0`` a small
   ELU MLP of its own on the tower inputs (spikes are a sharper, more non-linear function of
   the input than sub-threshold voltages).
+- **Members.** With ``members > 1`` the model is an ensemble of that many SRMs on the same
+  filter bank (:func:`ensemble_of` builds one from trained SRMs): the projection is
+  ``members x hidden`` wide, each member has its own MLP and spike head (grouped matrix
+  products), the towers average the members' voltages and the spike logit is the members'
+  mean. Independently trained members make independent errors, which the average shrinks.
 - **Spikes.** A predicted spike adds a jump ``spike_jump`` (z units, one value per segment)
   to the voltages: weighted by the spike probability in training (the mean-square optimal
   prediction), all-or-none in evaluation mode, where a spike is an upward crossing of
@@ -60,6 +65,7 @@ class SRMConfig(SurrogateConfig):
     soma_segment: int = 0
     spike_threshold_z: float | None = None
     spike_logit_threshold: float = 0.0
+    members: int = 1
 
     def __post_init__(self) -> None:
         """Validate: events-only, positive time constants."""
@@ -70,10 +76,17 @@ class SRMConfig(SurrogateConfig):
                              "set voltage_input: false")
         if not self.taus or min(self.taus) <= 0:
             raise ValueError("taus must be positive time constants (ms)")
-        if self.hidden < 1 or self.mlp_layers < 0 or self.spike_hidden < 0:
-            raise ValueError("hidden must be >= 1, mlp_layers and spike_hidden >= 0")
+        if self.hidden < 1 or self.mlp_layers < 0 or self.spike_hidden < 0 or self.members < 1:
+            raise ValueError("hidden and members must be >= 1, mlp_layers and spike_hidden >= 0")
+        if self.members > 1 and not self.spike_hidden:
+            raise ValueError("an ensemble (members > 1) needs spike_hidden > 0: every member has a spike head")
         if not 0 <= self.soma_segment < self.n_voltage_tasks:
             raise ValueError(f"soma_segment {self.soma_segment} is not a voltage channel")
+
+    @property
+    def width(self) -> int:
+        """Width of the projection (all members together)."""
+        return self.members * self.hidden
 
     @property
     def n_filtered(self) -> int:
@@ -106,6 +119,46 @@ def spike_train(soma_z: Tensor, threshold_z: float | None) -> Tensor:
     return torch.zeros_like(soma_z) if threshold_z is None else spike_onsets(soma_z, threshold_z)
 
 
+class GroupedLinear(nn.Module):
+    """``groups`` independent linear layers in one batched product: (batch, groups x n_in) ->
+    (batch, groups x n_out), group ``g`` reading only its own slice of the input."""
+
+    def __init__(self, groups: int, n_in: int, n_out: int):
+        """Weights initialised as ``nn.Linear`` would, per group."""
+        super().__init__()
+        layers = [nn.Linear(n_in, n_out) for _ in range(groups)]
+        self.weight = nn.Parameter(torch.stack([layer.weight.detach() for layer in layers]))
+        self.bias = nn.Parameter(torch.stack([layer.bias.detach() for layer in layers]))
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Apply every group's layer to its slice."""
+        groups, n_out, n_in = self.weight.shape
+        grouped = x.reshape(x.shape[0], groups, n_in)
+        return (torch.einsum("bgi,goi->bgo", grouped, self.weight) + self.bias).flatten(1)
+
+
+def member_linear(members: int, n_in: int, n_out: int) -> nn.Module:
+    """One member's ``nn.Linear`` (checkpoints of single models keep their layout), or one per member."""
+    return nn.Linear(n_in, n_out) if members == 1 else GroupedLinear(members, n_in, n_out)
+
+
+class MemberSpikeHeads(nn.Module):
+    """Every member's spike head (ELU MLP on its own projection and MLP output); returns the
+    members' mean logit, shape (batch, 1)."""
+
+    def __init__(self, members: int, hidden: int, spike_hidden: int):
+        """One hidden layer of ``spike_hidden`` per member."""
+        super().__init__()
+        self.members, self.hidden = members, hidden
+        self.layers = nn.Sequential(GroupedLinear(members, 2 * hidden, spike_hidden), nn.ELU(),
+                                    GroupedLinear(members, spike_hidden, 1))
+
+    def forward(self, features: Tensor) -> Tensor:
+        """``features`` (batch, 2 x members x hidden): all projections, then all MLP outputs."""
+        per_member = features.reshape(features.shape[0], 2, self.members, self.hidden).transpose(1, 2)
+        return self.layers(per_member.flatten(1)).mean(dim=1, keepdim=True)
+
+
 class SRM(nn.Module):
     """Filter bank -> linear projection -> ELU MLP -> per-task linear towers (+ spike jump)."""
 
@@ -115,16 +168,19 @@ class SRM(nn.Module):
         self.config = config
         self.register_buffer("kernels", exponential_kernels(config.taus, config.window),
                              persistent=False)
-        self.projection = nn.Linear(config.n_filtered, config.hidden)
+        self.projection = nn.Linear(config.n_filtered, config.width)
         self.mlp = nn.Sequential(*(
             layer for _ in range(config.mlp_layers)
-            for layer in (nn.Linear(config.hidden, config.hidden), nn.ELU(),
+            for layer in (member_linear(config.members, config.hidden, config.hidden), nn.ELU(),
                           MaskDropout(config.dropout))
         ))
-        self.spike_head = (nn.Sequential(nn.Linear(2 * config.hidden, config.spike_hidden), nn.ELU(),
-                                         nn.Linear(config.spike_hidden, 1))
-                           if config.spike_hidden else None)
-        self.towers = nn.Linear(2 * config.hidden,
+        if config.members > 1:
+            self.spike_head = MemberSpikeHeads(config.members, config.hidden, config.spike_hidden)
+        else:
+            self.spike_head = (nn.Sequential(nn.Linear(2 * config.hidden, config.spike_hidden), nn.ELU(),
+                                             nn.Linear(config.spike_hidden, 1))
+                               if config.spike_hidden else None)
+        self.towers = nn.Linear(2 * config.width,
                                 config.n_voltage_tasks if self.spike_head else config.n_tasks)
         self.spike_jump = nn.Parameter(torch.zeros(config.n_voltage_tasks))
 
