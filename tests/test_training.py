@@ -14,10 +14,19 @@ import torch
 from surrogate_cell.data.generate import generate
 from surrogate_cell.data.store import open_data_set
 from surrogate_cell.data.simulation import SimulationConfig
-from surrogate_cell.datasets.windows import BalancedSampler, WindowData, spike_flags, with_spike_onsets
+from surrogate_cell.datasets.windows import (
+    BalancedSampler,
+    WindowData,
+    build_window_data,
+    load_raw,
+    model_input,
+    spike_flags,
+    with_spike_onsets,
+)
 from surrogate_cell.training.__main__ import main
 from surrogate_cell.training.calibrate import calibrate_checkpoint, validation_raw
 from surrogate_cell.training.checkpoint import CheckpointError, load_checkpoint, read_checkpoint
+from surrogate_cell.training.ensemble import build_ensemble, held_out_splits
 from surrogate_cell.spikes import best_crossing_threshold, match_spikes
 from surrogate_cell.training.evaluate import held_out_simulations, permanent, roc_auc
 from surrogate_cell.training.train import LossBalancer, TrainConfig, Trainer, has_native_bfloat16
@@ -271,3 +280,70 @@ def test_srm_training_calibrates_its_spike_output(data_set, extra_data_set, tmp_
           "--out-dir", str(tiny_mh), "--max-steps", "2", "--batch-size", "4", "--no-progress"])
     with pytest.raises(CheckpointError, match="only SRM"):
         calibrate_checkpoint(tiny_mh / "best.pt")
+
+
+def test_an_ensemble_of_srms_predicts_their_mean_voltage_and_calibrates(data_set, tmp_path):
+    model_file = tmp_path / "tiny_srm.yaml"
+    model_file.write_text("family: srm\ntaus: [2, 10]\nhidden: 8\nmlp_layers: 1\nspike_hidden: 4\ndropout: 0.0\n")
+    members = []
+    for steps in (6, 10):  # same split, different weights
+        out_dir = tmp_path / f"srm{steps}"
+        main(["train", "--data", str(data_set), "--model", str(model_file), "--out-dir", str(out_dir),
+              "--max-steps", str(steps), "--batch-size", "8", "--no-progress"])
+        members.append(out_dir / "last.pt")
+    ensemble_path = tmp_path / "ensemble.pt"
+    assert main(["ensemble", "--checkpoint", str(members[0]), "--checkpoint", str(members[1]),
+                 "--out", str(ensemble_path)]) == 0
+
+    ensemble, normalisation, meta, _ = load_checkpoint(ensemble_path)
+    ensemble.eval()
+    raw = load_raw(open_data_set(data_set), meta["data"]["validation"])
+    data = build_window_data(raw, normalisation, ensemble.config.window, meta["data"]["validation"])
+    windows = data.gather(*(np.asarray(a)[:16] for a in data.target_positions()))
+    x = model_input(windows[0], windows[1])
+    with torch.no_grad():
+        voltage_z, logit = ensemble.heads(ensemble.projection(ensemble.filtered_inputs(x)))
+        mean_mv, margins = 0.0, 0.0
+        for path in members:
+            model, norm, _, _ = load_checkpoint(path)
+            z, member_logit = model.eval().heads(model.projection(model.filtered_inputs(x)))
+            mean_mv = mean_mv + norm.to_mv(z.double()) / len(members)
+            margins = margins + (member_logit - model.config.spike_logit_threshold) / len(members)
+    torch.testing.assert_close(normalisation.to_mv(voltage_z.double()), mean_mv, rtol=0, atol=1e-4)
+    torch.testing.assert_close(logit, margins, rtol=0, atol=1e-5)
+    assert [m["checkpoint"] for m in meta["ensemble"]] == ["last.pt", "last.pt"]
+    assert main(["calibrate", "--checkpoint", str(ensemble_path)]) == 0
+
+    shipped = tmp_path / "shipped"
+    assert main(["ship", "--checkpoint", str(ensemble_path), "--name", "tiny-ensemble", "--out-dir", str(shipped)]) == 0
+    assert torch.load(shipped / "tiny-ensemble.pt", weights_only=True)["model"]["projection.weight"].dtype == torch.float16
+    ensemble, _, _, _ = load_checkpoint(shipped / "tiny-ensemble.pt")
+    with torch.no_grad():
+        shipped_z, _ = ensemble.eval().heads(ensemble.projection(ensemble.filtered_inputs(x)))
+    assert ensemble.projection.weight.dtype == torch.float32
+    torch.testing.assert_close(normalisation.to_mv(shipped_z), normalisation.to_mv(voltage_z), rtol=0, atol=0.01)
+
+
+def test_ensemble_splits_leave_out_every_members_training_simulations():
+    first = {"data": {"path": "/a/pub.h5", "train": [0, 1], "validation": [2, 3], "test": [4, 5],
+                      "extra": [{"path": "/a/hd.h5", "train": [0], "validation": [1, 2], "test": [3]}]}}
+    second = {"data": {"path": "/b/pub.h5", "train": [0, 3], "validation": [1], "test": [2, 4, 5],
+                       "extra": [{"path": "/b/hd.h5", "train": [2, 3], "validation": [0], "test": [1]}]}}
+    splits = held_out_splits([first, second])
+    assert (splits["validation"], splits["test"]) == ([2], [4, 5])
+    assert (splits["extra"][0]["validation"], splits["extra"][0]["test"]) == ([1], [])
+
+
+def test_ensemble_members_must_share_the_architecture(data_set, tmp_path):
+    paths = []
+    for hidden in (8, 6):
+        model_file = tmp_path / f"srm{hidden}.yaml"
+        model_file.write_text(f"family: srm\ntaus: [2]\nhidden: {hidden}\nmlp_layers: 1\nspike_hidden: 4\n")
+        main(["train", "--data", str(data_set), "--model", str(model_file), "--out-dir", str(tmp_path / str(hidden)),
+              "--max-steps", "2", "--batch-size", "4", "--no-progress"])
+        paths.append(str(tmp_path / str(hidden) / "last.pt"))
+    with pytest.raises(CheckpointError, match=r"differs .* in \['hidden'\]"):
+        build_ensemble(paths, tmp_path / "ensemble.pt")
+    with pytest.raises(CheckpointError, match="at least two"):
+        build_ensemble(paths[:1], tmp_path / "ensemble.pt")
+    assert not (tmp_path / "ensemble.pt").exists()

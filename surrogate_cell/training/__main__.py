@@ -9,6 +9,7 @@ import sys
 SUBCOMMANDS: dict[str, str] = {
     "simulate": "surrogate_cell.data.generate",
     "train": "surrogate_cell.training.train",
+    "ensemble": "surrogate_cell.training.ensemble",
     "calibrate": "surrogate_cell.training.calibrate",
     "evaluate": "surrogate_cell.training.evaluate",
     "ship": "surrogate_cell.training.ship",
