@@ -128,6 +128,23 @@ def extra_data_lines(extras: list[dict]) -> list[str]:
             for extra in extras]
 
 
+def ensemble_lines(members: list[dict]) -> list[str]:
+    """Model-card lines for the members of an ensemble (``python -m surrogate_cell.training ensemble``)."""
+    if not members:
+        return []
+    lines = [f"- Ensemble of {len(members)} SRMs (`python -m surrogate_cell.training ensemble`): voltages are the "
+             "members' mean, the spike logit the mean of their calibrated margins, calibrated again as a whole. "
+             "Validation and test splits leave out every simulation any member trained on."]
+    for member in members:
+        data, training = member["data"], member.get("training", {})
+        sets = [f"`{Path(d['path']).name}` ({len(d['train'])} training simulations)"
+                for d in (data, *data.get("extra", []))]
+        lines.append(f"  - `{member['checkpoint']}`: {training.get('progress', {}).get('step', '?')} steps, "
+                     f"seed {training.get('config', {}).get('seed', '?')}, spike targets {member['spike_targets']}, "
+                     f"trained on {', '.join(sets)}.")
+    return lines
+
+
 def model_card(name: str, meta: dict, size_bytes: int, wall_s: float, evaluations: dict[str, dict],
                comparisons: dict[str, dict], notes: str) -> str:
     """The Markdown model card."""
@@ -147,9 +164,10 @@ def model_card(name: str, meta: dict, size_bytes: int, wall_s: float, evaluation
              *extra_data_lines(data.get("extra", [])), "",
              "## Model and training", "",
              f"- Family `{meta['family']}`, config `{json.dumps(meta['model_config'], sort_keys=True)}`.",
+             *ensemble_lines(meta.get("ensemble", [])),
              f"- File size {size_bytes / 2**20:.1f} MB.",
-             f"- Training config (last phase): `{json.dumps(config, sort_keys=True)}`; "
-             f"{training['progress']['step']} steps in that phase.",
+             f"- Training config (last phase{' of the first member' if meta.get('ensemble') else ''}): "
+             f"`{json.dumps(config, sort_keys=True)}`; {training['progress']['step']} steps in that phase.",
              f"- Training wall time (all runs given to `ship`): {wall_s / 60:.0f} min on {hardware_description()}.", "",
              "## Held-out metrics", ""]
     for title, metrics in evaluations.items():
