@@ -311,7 +311,7 @@ def test_an_ensemble_of_srms_predicts_their_mean_voltage_and_calibrates(data_set
             margins = margins + (member_logit - model.config.spike_logit_threshold) / len(members)
     torch.testing.assert_close(normalisation.to_mv(voltage_z.double()), mean_mv, rtol=0, atol=1e-4)
     torch.testing.assert_close(logit, margins, rtol=0, atol=1e-5)
-    assert [m["checkpoint"] for m in meta["ensemble"]] == ["last.pt", "last.pt"]
+    assert [m["checkpoint"] for m in meta["ensemble"]] == ["srm6/last.pt", "srm10/last.pt"]
     assert main(["calibrate", "--checkpoint", str(ensemble_path)]) == 0
 
     shipped = tmp_path / "shipped"

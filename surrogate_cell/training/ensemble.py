@@ -152,7 +152,7 @@ def build_ensemble(checkpoints: list[str | Path], out: str | Path) -> dict:
     target = ensemble_normalisation(normalisations)
     model = ensemble_model(models, normalisations, target)
     meta = {**copy.deepcopy(metas[0]), **model_meta(model, "srm"), "data": held_out_splits(metas),
-            "ensemble": [{"checkpoint": path.name, "training": meta.get("training", {}),
+            "ensemble": [{"checkpoint": f"{path.parent.name}/{path.name}", "training": meta.get("training", {}),
                           "model_config": meta["model_config"], "data": meta["data"],
                           "spike_targets": meta["cell"].get("spike_targets", "peak"),
                           "spike_calibration": meta.get("spike_calibration")}

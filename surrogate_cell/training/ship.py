@@ -139,8 +139,8 @@ def ensemble_lines(members: list[dict]) -> list[str]:
         data, training = member["data"], member.get("training", {})
         sets = [f"`{Path(d['path']).name}` ({len(d['train'])} training simulations)"
                 for d in (data, *data.get("extra", []))]
-        lines.append(f"  - `{member['checkpoint']}`: {training.get('progress', {}).get('step', '?')} steps, "
-                     f"seed {training.get('config', {}).get('seed', '?')}, spike targets {member['spike_targets']}, "
+        lines.append(f"  - `{member['checkpoint']}` (step {training.get('progress', {}).get('step', '?')}, "
+                     f"seed {training.get('config', {}).get('seed', '?')}): spike targets {member['spike_targets']}, "
                      f"trained on {', '.join(sets)}.")
     return lines
 
