@@ -8,7 +8,8 @@ Prints, from one run on this machine:
   with a few contacts and a ``CurrentDipoleMoment``; seconds per simulated second.
 * The fast steppers (:func:`make_stepper`: :class:`IncrementalStepper` for the random-weight
   paper-size MH and MMoE models, :class:`SRMStepper` for the SRM of
-  ``training/models/srm.yaml``) at 1, 10 and 100 cells: seconds per simulated
+  ``training/models/srm.yaml`` alone and as a three-member ensemble like the shipped default)
+  at 1, 10 and 100 cells: seconds per simulated
   second, FLOPs per cell-step (counted analytically on the incremental path), achieved
   GFLOP/s against torch's own large float32 matmul rate, the per-cell speed ratio to NEURON
   and memory (the engine's window state; the process's peak RSS, measured before NEURON runs).
@@ -73,7 +74,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--steps", type=int, nargs="+", default=[1000, 500, 100],
                         help="simulated ms per cell count (scaled to 1 s in the table)")
     parser.add_argument("--repeats", type=int, default=2, help="timed runs per measurement (best)")
-    parser.add_argument("--families", nargs="+", default=["mh", "mmoe", "srm"])
+    parser.add_argument("--families", nargs="+", default=["mh", "mmoe", "srm", ENSEMBLE],
+                        help=f"model families ({ENSEMBLE}: three SRM members, like the shipped default)")
     return parser.parse_args()
 
 
@@ -131,14 +133,25 @@ def neuron_seconds_per_second(cell, layout, duration_ms: int, rate: float, seed:
 # --------------------------------------------------------------------------- engine
 
 
-def paper_model(family: str, shape: CellShape) -> torch.nn.Module:
-    """A random-weight paper-size model of ``family`` for the default cell."""
+ENSEMBLE = "srm-ensemble"
+"""Benchmark name of an SRM ensemble shaped like the shipped default (srm.yaml, 3 members)."""
+
+
+def model_family(name: str) -> str:
+    """The model family behind a benchmark name (``srm-ensemble`` is an ``srm``)."""
+    return "srm" if name == ENSEMBLE else name
+
+
+def paper_model(name: str, shape: CellShape) -> torch.nn.Module:
+    """A random-weight paper-size model of family ``name`` (or :data:`ENSEMBLE`) for the default cell."""
     torch.manual_seed(0)
+    family = model_family(name)
     spike_input = {"spike_threshold_z": 3.0} if family == "srm" else {}
+    members = {"members": 3} if name == ENSEMBLE else {}
     return build_model_from_file(CONFIG_DIR / f"{family}.yaml",
                                  in_channels=shape.n_events + shape.n_segments,
                                  n_tasks=shape.n_segments + 1, event_channels=shape.n_events,
-                                 **spike_input)
+                                 **spike_input, **members)
 
 
 def normalisation(shape: CellShape) -> Normalisation:
@@ -177,8 +190,8 @@ def full_window_flops(model) -> int:
     input; the head as the incremental engine evaluates it), for comparison."""
     config, total = model.config, 0
     if isinstance(model, SRM):  # filter bank, projection, MLP, towers
-        return 2 * (config.n_filtered * (config.window + config.hidden)
-                    + config.mlp_layers * config.hidden ** 2 + 2 * config.hidden * config.n_tasks)
+        return 2 * (config.n_filtered * (config.window + config.width)
+                    + config.mlp_layers * config.members * config.hidden ** 2 + 2 * config.width * config.n_tasks)
     stacks = [model.tcn] if hasattr(model, "tcn") else [model.experts, model.compressor]
     for stack in stacks:
         for block in stack.effective_weights():
@@ -221,7 +234,7 @@ def report_engine(run: EngineRun, neuron_s: float, matmul: float) -> None:
     """One line: speed, FLOP rate, ratio to NEURON, memory."""
     per_cell_s = run.seconds / (run.n_steps / 1000.0) / run.n_cells  # wall s per cell-second
     gflops = run.flops_per_cell_step * run.n_cells * run.n_steps / run.seconds / 1e9
-    print(f"  {run.family:<5}{run.n_cells:>4} cells x {run.n_steps:>4} ms: {run.seconds:7.2f} s"
+    print(f"  {run.family:<13}{run.n_cells:>4} cells x {run.n_steps:>4} ms: {run.seconds:7.2f} s"
           f" = {per_cell_s:7.3f} s per cell-second | {run.flops_per_cell_step / 1e6:5.1f} MFLOP/cell-step"
           f" | {gflops:5.1f} GFLOP/s = {gflops / matmul:5.1%} of matmul"
           f" | {neuron_s / per_cell_s:6.1f}x NEURON per cell"
@@ -252,7 +265,7 @@ def report_reference_stepper(shape: CellShape, args) -> None:
                 stepper = started(stepper_class, model, shape, n_cells)
                 timings[stepper_class] = time_steps(stepper, shape, n_cells, 20, args.rate, 1) / 20
             full, incremental = timings[FullWindowStepper], timings[make_stepper]
-            print(f"  {family:<5}{n_cells:>4} cells: full-window {full * 1e3:8.1f} ms/step, "
+            print(f"  {family:<13}{n_cells:>4} cells: full-window {full * 1e3:8.1f} ms/step, "
                   f"incremental {incremental * 1e3:7.1f} ms/step ({full / incremental:5.1f}x)", flush=True)
 
 

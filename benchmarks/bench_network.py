@@ -35,7 +35,15 @@ from pathlib import Path  # noqa: E402
 
 import torch  # noqa: E402
 import torch.distributed as dist  # noqa: E402
-from bench_engine import CellShape, neuron_seconds_per_second, normalisation, paper_model, peak_rss_mb  # noqa: E402
+from bench_engine import (  # noqa: E402
+    ENSEMBLE,
+    CellShape,
+    model_family,
+    neuron_seconds_per_second,
+    normalisation,
+    paper_model,
+    peak_rss_mb,
+)
 
 from surrogate_cell.cells import l5pc  # noqa: E402
 from surrogate_cell.data.inputs import PoissonInputConfig  # noqa: E402
@@ -53,7 +61,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--sizes", type=int, nargs="+", default=[20, 100], help="cells per network")
     parser.add_argument("--duration-ms", type=int, default=100, help="simulated time per network")
     parser.add_argument("--model", help="checkpoint (default: a random-weight paper-size --family model)")
-    parser.add_argument("--family", default="mh", choices=("mh", "mmoe", "srm"))
+    parser.add_argument("--family", default="mh", choices=("mh", "mmoe", "srm", ENSEMBLE))
     parser.add_argument("--in-degree", type=float, default=100.0, help="expected connections onto a cell")
     parser.add_argument("--synapses-per-connection", type=int, default=2)
     parser.add_argument("--threads", type=int, default=2, help="torch threads per process")
@@ -74,7 +82,7 @@ def random_paper_checkpoint(family: str, path: Path) -> Path:
     layout = cell_layout(l5pc(), SYNAPSE_SECTION_TYPES)
     shape = CellShape(2 * layout.input_segments.size, layout.n_segments)
     model = paper_model(family, shape)
-    meta = {**model_meta(model, family), "cell": cell_meta_from_layout(layout), "data": {},
+    meta = {**model_meta(model, model_family(family)), "cell": cell_meta_from_layout(layout), "data": {},
             "training": {"untrained": True}}
     save_checkpoint(path, model, meta, normalisation(shape))
     return path
