@@ -20,10 +20,11 @@ accumulate errors and drift (the failure of the voltage-feedback TCN models).
   ELU MLP of its own on the tower inputs (spikes are a sharper, more non-linear function of
   the input than sub-threshold voltages).
 - **Members.** With ``members > 1`` the model is an ensemble of that many SRMs on the same
-  filter bank (:func:`ensemble_of` builds one from trained SRMs): the projection is
-  ``members x hidden`` wide, each member has its own MLP and spike head (grouped matrix
-  products), the towers average the members' voltages and the spike logit is the members'
-  mean. Independently trained members make independent errors, which the average shrinks.
+  filter bank (:mod:`surrogate_cell.training.ensemble` builds one from trained SRMs): the
+  projection is ``members x hidden`` wide, each member has its own MLP and spike head
+  (grouped matrix products), the towers average the members' voltages and the spike logit
+  is the members' mean. Independently trained members make partly independent errors,
+  which the average shrinks.
 - **Spikes.** A predicted spike adds a jump ``spike_jump`` (z units, one value per segment)
   to the voltages: weighted by the spike probability in training (the mean-square optimal
   prediction), all-or-none in evaluation mode, where a spike is an upward crossing of

@@ -39,10 +39,11 @@ def check_members(models: list[SRM], metas: list[dict], paths: list[Path]) -> No
     if len(models) < 2:
         raise CheckpointError("an ensemble needs at least two --checkpoint files")
     for model, meta, path in zip(models, metas, paths):
-        if not isinstance(model, SRM) or model.config.members != 1:
-            raise CheckpointError(f"{path} holds a {meta['family']} model with "
-                                  f"{getattr(model.config, 'members', 1)} members; ensembles are built "
-                                  "from single SRM checkpoints.")
+        if not isinstance(model, SRM):
+            raise CheckpointError(f"{path} holds a {meta['family']} model; ensembles are built from SRM checkpoints.")
+        if model.config.members != 1:
+            raise CheckpointError(f"{path} is already an ensemble ({model.config.members} members); "
+                                  "give its members' checkpoints instead.")
         if not model.config.spike_hidden:
             raise CheckpointError(f"{path} has no spike head (spike_hidden: 0); ensemble members need one.")
         if meta["cell"]["segment_hash"] != metas[0]["cell"]["segment_hash"]:
