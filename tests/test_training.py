@@ -318,6 +318,8 @@ def test_an_ensemble_of_srms_predicts_their_mean_voltage_and_calibrates(data_set
     assert main(["ship", "--checkpoint", str(ensemble_path), "--name", "tiny-ensemble", "--out-dir", str(shipped)]) == 0
     assert torch.load(shipped / "tiny-ensemble.pt", weights_only=True)["model"]["projection.weight"].dtype == torch.float16
     assert "Ensemble of 2 SRMs" in (shipped / "tiny-ensemble.md").read_text()
+    shipped_meta = json.loads(torch.load(shipped / "tiny-ensemble.pt", weights_only=True)["meta"])
+    assert {member["data"]["path"] for member in shipped_meta["ensemble"]} == {data_set.name}
     ensemble, _, _, _ = load_checkpoint(shipped / "tiny-ensemble.pt")
     with torch.no_grad():
         shipped_z, _ = ensemble.eval().heads(ensemble.projection(ensemble.filtered_inputs(x)))

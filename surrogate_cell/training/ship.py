@@ -27,19 +27,26 @@ three-member l5pc ensemble); the towers, whose neighbour differences set the LFP
 
 
 def shipped_payload(checkpoint: str | Path) -> dict:
-    """The checkpoint without training state, with the data path reduced to its file name."""
+    """The checkpoint without training state, with data paths reduced to their file names
+    (its own and, for an ensemble, every member's)."""
     payload = read_checkpoint(checkpoint)
     meta = payload["meta"]
-    meta["data"] = {**meta["data"], "path": Path(meta["data"].get("path", "")).name}
-    for extra in meta["data"].get("extra", []):
-        extra["path"] = Path(extra["path"]).name
-    config = meta.get("training", {}).get("config", {})
-    if config.get("data"):
-        config["data"] = Path(config["data"]).name
-    config["extra_data"] = [Path(path).name for path in config.get("extra_data", [])]
+    for record in (meta, *meta.get("ensemble", [])):
+        strip_data_paths(record)
     kept = {key: payload[key] for key in (*REQUIRED_KEYS, "norm_low", "norm_high") if key != "meta" and key in payload}
     kept["model"] = compact_weights(kept["model"], meta["family"])
     return {**kept, "meta": json.dumps(meta, sort_keys=True)}
+
+
+def strip_data_paths(record: dict) -> None:
+    """Reduce the data set paths of a checkpoint's (or ensemble member's) metadata to file names, in place."""
+    record["data"] = {**record["data"], "path": Path(record["data"].get("path", "")).name}
+    for extra in record["data"].get("extra", []):
+        extra["path"] = Path(extra["path"]).name
+    config = record.get("training", {}).get("config", {})
+    if config.get("data"):
+        config["data"] = Path(config["data"]).name
+    config["extra_data"] = [Path(path).name for path in config.get("extra_data", [])]
 
 
 def compact_weights(state: dict, family: str) -> dict:
