@@ -45,19 +45,19 @@ class SRMStepper:
         config = model.config
         self.n_inputs = self.n_events + 1  # events + the somatic spike train
         self.n_taus = len(config.taus)
-        self.hidden = config.width  # all ensemble members' projections
+        self.width = config.width  # projection width: all ensemble members together
         decay = torch.tensor([math.exp(-1.0 / tau) for tau in config.taus], device=device, dtype=dtype)
         self.decay = decay[:, None]
         self.leaving_weight = (decay ** self.window)[:, None]
         self.edge_weight = (decay ** (self.window - 1))[:, None]
         # projection weight (hidden, n_inputs * n_taus), input-major -> (n_inputs, n_taus, hidden)
         self.rows = model.projection.weight.detach().to(device, dtype).t().reshape(
-            self.n_inputs, self.n_taus, self.hidden).contiguous()
-        self.flat_rows = self.rows.view(self.n_inputs, self.n_taus * self.hidden)
+            self.n_inputs, self.n_taus, self.width).contiguous()
+        self.flat_rows = self.rows.view(self.n_inputs, self.n_taus * self.width)
         self.bias = model.projection.bias.detach().to(device, dtype)
         self.threshold_z = config.spike_threshold_z
         self.soma = config.soma_segment
-        self.state = torch.zeros(n_cells, self.n_taus, self.hidden, device=device, dtype=dtype)
+        self.state = torch.zeros(n_cells, self.n_taus, self.width, device=device, dtype=dtype)
         self.inputs = torch.zeros(n_cells, self.window, self.n_inputs, device=device, dtype=torch.bool)
         self.head = 0  # ring position of the oldest window column
         self.last_soma_above = torch.zeros(n_cells, dtype=torch.bool, device=device)
@@ -129,7 +129,7 @@ class SRMStepper:
         active = torch.sparse_coo_tensor(
             indices, torch.ones(indices.shape[1], device=self.device, dtype=self.dtype),
             (self.n_cells, self.n_inputs), is_coalesced=True, check_invariants=False)
-        return torch.sparse.mm(active, self.flat_rows).view(self.n_cells, self.n_taus, self.hidden)
+        return torch.sparse.mm(active, self.flat_rows).view(self.n_cells, self.n_taus, self.width)
 
     def state_bytes(self) -> int:
         """Bytes of per-cell state: projected filters and the input ring buffer."""
@@ -149,9 +149,9 @@ class SRMStepper:
         # without a spike head the spike logit is the last tower, evaluated once more one step earlier
         tower_rows = self.model.towers.out_features + (0 if config.spike_hidden else 1)
         return {
-            "filter update": int(rows_added * self.n_taus * self.hidden + 3 * self.n_taus * self.hidden),
+            "filter update": int(rows_added * self.n_taus * self.width + 3 * self.n_taus * self.width),
             "mlp": 2 * 2 * config.mlp_layers * config.members * config.hidden ** 2,
-            "towers": 2 * 2 * self.hidden * tower_rows,
+            "towers": 2 * 2 * self.width * tower_rows,
             "spike head": 2 * spike_head,  # now and one step earlier (0 without a spike head)
         }
 
