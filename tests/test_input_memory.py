@@ -1,0 +1,51 @@
+"""examples/input_memory.py with real NEURON: the cell's own past reproduces it, another past does not."""
+
+from __future__ import annotations
+
+import importlib.util
+
+import pytest
+
+from tests.conftest import REPO_ROOT
+
+
+def load_example():
+    """The example script as a module."""
+    spec = importlib.util.spec_from_file_location("input_memory", REPO_ROOT / "examples" / "input_memory.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def example():
+    return load_example()
+
+
+@pytest.fixture(scope="module")
+def rows(example, tmp_path_factory):
+    out = tmp_path_factory.mktemp("memory") / "rows.json"
+    return example.main(["--n-sims", "1", "--duration-ms", "120", "--cut-ms", "60",
+                         "--lags", "0", "40", "--bin-ms", "10", "--out", str(out)])
+
+
+def test_another_past_moves_the_soma_voltage_right_after_the_cut(rows):
+    assert rows["0-10"]["n_samples"] > 0
+    assert rows["0-10"]["soma_rms_mv"] > 0.1
+
+
+def test_a_past_that_is_the_cells_own_changes_nothing(example):
+    config = example.load_simulation_config(example.HIGH_DRIVE_CONFIG)
+    with example.CellSimulator(config) as simulator:
+        inputs = simulator.draw_inputs(1, 0, 50)
+        same = example.with_past_of(inputs, inputs, config.warmup_ms + 25)
+        soma = simulator.layout.soma_segment
+        first = simulator.simulate_inputs(inputs, 50).vmem[soma]
+        again = simulator.simulate_inputs(same, 50).vmem[soma]
+    assert (first == again).all()
+
+
+def test_lags_beyond_the_recording_are_refused_with_the_option_named(example, capsys):
+    with pytest.raises(SystemExit):
+        example.parse_arguments(["--duration-ms", "300", "--cut-ms", "250", "--lags", "100"])
+    assert "--lags" in capsys.readouterr().err
