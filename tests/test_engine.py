@@ -124,9 +124,13 @@ def small_srm(**overrides) -> torch.nn.Module:
     return model
 
 
-@pytest.mark.parametrize("spike_hidden, members", [(0, 1), (5, 1), (5, 3)])
-def test_srm_stepper_equals_full_recompute_with_spike_feedback(spike_hidden, members):
-    model = small_srm(spike_hidden=spike_hidden, members=members)
+POOLED = {"pooled_taus": (20.0, 80.0), "input_pools": tuple(i % 5 for i in range(N_EVENTS))}
+
+
+@pytest.mark.parametrize("spike_hidden, members, pooled", [(0, 1, {}), (5, 1, {}), (5, 3, {}),
+                                                           (5, 1, POOLED), (5, 3, POOLED)])
+def test_srm_stepper_equals_full_recompute_with_spike_feedback(spike_hidden, members, pooled):
+    model = small_srm(spike_hidden=spike_hidden, members=members, **pooled)
     generator = torch.Generator().manual_seed(1)
     history = -70.0 + 5.0 * torch.randn(N_CELLS, 100, N_SEGMENTS, generator=generator)
     history[..., 2] = history[..., 2].clamp(max=-65.0)  # soma below its threshold (-62.5 mV) ...

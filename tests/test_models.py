@@ -23,6 +23,7 @@ from surrogate_cell.models import (
 from surrogate_cell.models.events import EventIndex
 from surrogate_cell.models.tcn import MaskDropout
 from surrogate_cell.models.mmoeex import n_special_experts
+from surrogate_cell.models.srm import pools_by_section_type
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "training" / "models"
 
@@ -434,6 +435,33 @@ def test_srm_filter_bank_weighs_inputs_by_their_age():
     expected = torch.tensor([1 + math.exp(-4 / 1.0), 1 + math.exp(-4 / 4.0)])
     torch.testing.assert_close(filtered[2], expected)
     assert filtered.abs().sum() == filtered[2].abs().sum()
+
+
+def test_srm_pooled_filters_read_pool_means_and_fold_into_per_input_rows():
+    pools = tuple(i % 2 for i in range(N_EVENTS))  # two pools of event channels
+    model = build_model("srm", {**SRM_SMALL, "spike_threshold_z": None, "pooled_taus": (50.0,),
+                                "input_pools": pools})
+    assert model.config.n_pooled == 3  # two pools and the spike train
+    x = torch.zeros(1, N_EVENTS + N_DENSE, WINDOW)
+    x[0, 0, WINDOW - 1] = 1.0  # pool 0, lag 0
+    x[0, 2, WINDOW - 11] = 1.0  # pool 0, lag 10
+    pooled = model.filtered_inputs(x)[0, (N_EVENTS + 1) * 2:]
+    pool_size = pools.count(0)
+    torch.testing.assert_close(pooled, torch.tensor([(1 + math.exp(-10 / 50.0)) / pool_size, 0.0, 0.0]))
+    # the projection of the features = every input filtered with all taus, times its rows
+    x[0, :N_EVENTS] = (torch.rand(N_EVENTS, WINDOW) < 0.1).float()
+    inputs = model.window_inputs(x)
+    all_kernels = torch.exp(-torch.arange(WINDOW - 1, -1, -1.0)[:, None] / torch.tensor(model.config.all_taus))
+    folded = torch.einsum("biw,wk,ikh->bh", inputs, all_kernels, model.projection_rows())
+    with torch.no_grad():
+        projected = model.projection(model.filtered_inputs(x)) - model.projection.bias
+    torch.testing.assert_close(folded, projected)
+    with pytest.raises(ValueError, match="input_pools"):
+        build_model("srm", {**SRM_SMALL, "pooled_taus": (50.0,)})
+
+
+def test_pools_by_section_type_separate_kinds_and_types():
+    assert pools_by_section_type(["soma", "apic", "dend", "apic"]) == (2, 0, 1, 0, 5, 3, 4, 3)
 
 
 def test_srm_spike_jump_is_added_at_upward_logit_crossings_in_evaluation():

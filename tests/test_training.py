@@ -23,6 +23,7 @@ from surrogate_cell.datasets.windows import (
     spike_flags,
     with_spike_onsets,
 )
+from surrogate_cell.models.srm import pools_by_section_type
 from surrogate_cell.training.__main__ import main
 from surrogate_cell.training.calibrate import calibrate_checkpoint, validation_raw
 from surrogate_cell.training.checkpoint import CheckpointError, load_checkpoint, read_checkpoint
@@ -283,8 +284,9 @@ def test_srm_training_calibrates_its_spike_output(data_set, extra_data_set, tmp_
 
 
 def test_an_ensemble_of_srms_predicts_their_mean_voltage_and_calibrates(data_set, tmp_path):
-    model_file = tmp_path / "tiny_srm.yaml"
-    model_file.write_text("family: srm\ntaus: [2, 10]\nhidden: 8\nmlp_layers: 1\nspike_hidden: 4\ndropout: 0.0\n")
+    model_file = tmp_path / "tiny_srm.yaml"  # with pooled filters, whose pools train fills in
+    model_file.write_text("family: srm\ntaus: [2, 10]\npooled_taus: [40]\nhidden: 8\nmlp_layers: 1\n"
+                          "spike_hidden: 4\ndropout: 0.0\n")
     members = []
     for steps in (6, 10):  # same split, different weights
         out_dir = tmp_path / f"srm{steps}"
@@ -297,6 +299,9 @@ def test_an_ensemble_of_srms_predicts_their_mean_voltage_and_calibrates(data_set
 
     ensemble, normalisation, meta, _ = load_checkpoint(ensemble_path)
     ensemble.eval()
+    cell = meta["cell"]
+    assert ensemble.config.input_pools == pools_by_section_type(
+        [cell["section_types"][segment] for segment in cell["input_segments"]])
     raw = load_raw(open_data_set(data_set), meta["data"]["validation"])
     data = build_window_data(raw, normalisation, ensemble.config.window, meta["data"]["validation"])
     windows = data.gather(*(np.asarray(a)[:16] for a in data.target_positions()))

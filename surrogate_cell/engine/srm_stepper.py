@@ -25,7 +25,7 @@ from surrogate_cell.engine.stepper import (
     expanded_history,
     within_training_range,
 )
-from surrogate_cell.models.srm import SRM, spike_train
+from surrogate_cell.models.srm import SRM, exponential_kernels, spike_train
 
 
 class SRMStepper:
@@ -44,15 +44,15 @@ class SRMStepper:
         adopt_model(self, model, normalisation, n_cells, device, dtype)
         config = model.config
         self.n_inputs = self.n_events + 1  # events + the somatic spike train
-        self.n_taus = len(config.taus)
+        self.n_taus = len(config.all_taus)
         self.width = config.width  # projection width: all ensemble members together
-        decay = torch.tensor([math.exp(-1.0 / tau) for tau in config.taus], device=device, dtype=dtype)
+        decay = torch.tensor([math.exp(-1.0 / tau) for tau in config.all_taus], device=device, dtype=dtype)
         self.decay = decay[:, None]
         self.leaving_weight = (decay ** self.window)[:, None]
         self.edge_weight = (decay ** (self.window - 1))[:, None]
-        # projection weight (hidden, n_inputs * n_taus), input-major -> (n_inputs, n_taus, hidden)
-        self.rows = model.projection.weight.detach().to(device, dtype).t().reshape(
-            self.n_inputs, self.n_taus, self.width).contiguous()
+        # (n_inputs, n_taus, width): pooled taus are spread over their pools' inputs
+        self.rows = model.projection_rows().to(device, dtype).contiguous()
+        self.kernels = exponential_kernels(config.all_taus, self.window).to(device, dtype)  # (W, taus)
         self.flat_rows = self.rows.view(self.n_inputs, self.n_taus * self.width)
         self.bias = model.projection.bias.detach().to(device, dtype)
         self.threshold_z = config.spike_threshold_z
@@ -76,8 +76,7 @@ class SRMStepper:
         earlier_spikes = torch.cat([torch.zeros_like(spikes[:, :1]), spikes[:, :-1]], dim=1)
         earlier_spikes[:, :2] = 0  # the model never counts its oldest column as a spike onset
         previous = torch.cat([events, earlier_spikes[..., None]], dim=-1)  # (cells, W, inputs)
-        kernels = self.model.kernels.to(self.device, self.dtype)  # (W, taus)
-        filtered = torch.einsum("cwi,wk->cik", previous, kernels)
+        filtered = torch.einsum("cwi,wk->cik", previous, self.kernels)
         self.state = torch.einsum("cik,ikh->ckh", filtered, self.rows)
         self.inputs = previous.bool()
         self.head = 0

@@ -8,6 +8,14 @@ accumulate errors and drift (the failure of the voltage-feedback TCN models).
 - **Filter bank.** Each event channel (and the somatic spike train, read from the soma
   voltage of the input window with a threshold) is convolved over the window with fixed
   causal exponential kernels ``exp(-lag / tau)`` (``taus``), one matrix product.
+- **Pooled long memory.** ``pooled_taus`` (e.g. 128 and 256 ms, with a window of 400 ms)
+  filter only a few pooled inputs: the mean event rate of every pool of event channels
+  (``input_pools``: excitatory / inhibitory x section type, from the training data) and the
+  somatic spike train. A spiking cell remembers its input for hundreds of ms (after-
+  hyperpolarisation, dendritic calcium; ``examples/input_memory.py``), but long per-channel
+  filters let the model memorise its training simulations; pooled ones add a dozen features.
+  The pooled projection is linear in the events, so :meth:`SRM.projection_rows` folds it
+  into per-channel rows and the stepping engine runs it at no extra cost.
 - **Shared trunk (MH: hard parameter sharing).** A linear projection of all filtered
   inputs to ``hidden`` features, then an ELU MLP.
 - **Per-task linear towers.** Every task (segment voltages, spike logit) reads the
@@ -52,7 +60,9 @@ class SRMConfig(SurrogateConfig):
     ``taus``: time constants (ms) of the exponential filter bank; ``hidden``: width of the
     projection and MLP layers; ``mlp_layers``: number of ELU layers after the projection;
     ``spike_hidden``: width of the spike head's hidden layer (0: the spike logit is a linear
-    tower like the voltages).
+    tower like the voltages); ``pooled_taus``: time constants (ms) applied only to the pooled
+    inputs (pool means of the event channels, and the spike train).
+    ``input_pools`` (pool index of every event channel, needed with ``pooled_taus``),
     ``soma_segment`` (the soma's voltage channel) and ``spike_threshold_z`` (the soma-voltage
     spike threshold in z units) come from the training data; ``spike_threshold_z: null``
     disables the spike-history input.
@@ -67,6 +77,8 @@ class SRMConfig(SurrogateConfig):
     spike_threshold_z: float | None = None
     spike_logit_threshold: float = 0.0
     members: int = 1
+    pooled_taus: tuple[float, ...] = ()
+    input_pools: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
         """Validate: events-only, positive time constants."""
@@ -75,8 +87,15 @@ class SRMConfig(SurrogateConfig):
         if self.voltage_input:
             raise ValueError("the srm family reads events and somatic spikes only; "
                              "set voltage_input: false")
-        if not self.taus or min(self.taus) <= 0:
-            raise ValueError("taus must be positive time constants (ms)")
+        self.pooled_taus = tuple(float(t) for t in self.pooled_taus)
+        self.input_pools = tuple(int(p) for p in self.input_pools)
+        if not self.taus or min(self.taus + self.pooled_taus) <= 0:
+            raise ValueError("taus and pooled_taus must be positive time constants (ms)")
+        if self.pooled_taus and len(self.input_pools) != self.event_channels:
+            raise ValueError(f"pooled_taus need input_pools with one pool per event channel "
+                             f"({self.event_channels}), got {len(self.input_pools)}")
+        if self.input_pools and min(self.input_pools) < 0:
+            raise ValueError("input_pools must be non-negative pool indices")
         if self.hidden < 1 or self.mlp_layers < 0 or self.spike_hidden < 0 or self.members < 1:
             raise ValueError("hidden and members must be >= 1, mlp_layers and spike_hidden >= 0")
         if self.members > 1 and not self.spike_hidden:
@@ -90,9 +109,19 @@ class SRMConfig(SurrogateConfig):
         return self.members * self.hidden
 
     @property
+    def n_pooled(self) -> int:
+        """Pooled inputs: the pools of event channels and the spike train (0 without pooled_taus)."""
+        return max(self.input_pools) + 2 if self.pooled_taus else 0
+
+    @property
+    def all_taus(self) -> tuple[float, ...]:
+        """Per-channel time constants, then the pooled ones."""
+        return self.taus + self.pooled_taus
+
+    @property
     def n_filtered(self) -> int:
-        """Filtered input features: (event channels + spike train) x time constants."""
-        return (self.event_channels + 1) * len(self.taus)
+        """Filtered input features: (event channels + spike train) x taus + pooled inputs x pooled taus."""
+        return (self.event_channels + 1) * len(self.taus) + self.n_pooled * len(self.pooled_taus)
 
 
 def exponential_kernels(taus, window: int) -> Tensor:
@@ -103,6 +132,25 @@ def exponential_kernels(taus, window: int) -> Tensor:
     """
     lags = torch.arange(window - 1, -1, -1, dtype=torch.float64)[:, None]
     return torch.exp(-lags / torch.tensor(taus, dtype=torch.float64)[None, :])
+
+
+def pools_by_section_type(input_section_types) -> tuple[int, ...]:
+    """``input_pools`` for event channels laid out as all excitatory rows, then all inhibitory
+    rows, one per input segment of the given section types: one pool per (kind, section type)."""
+    types = [str(t) for t in input_section_types]
+    names = sorted(set(types))
+    pools = [names.index(t) for t in types]
+    return tuple(pools + [pool + len(names) for pool in pools])
+
+
+def pool_means(input_pools, n_inputs: int) -> Tensor:
+    """(n_pools + 1, n_inputs) float64 matrix averaging the event channels of every pool; the
+    spike train (the last input) is the last pool, on its own."""
+    pools = torch.as_tensor(input_pools, dtype=torch.long)
+    matrix = torch.zeros(int(pools.max()) + 2, n_inputs, dtype=torch.float64)
+    matrix[pools, torch.arange(pools.numel())] = 1.0
+    matrix[-1, -1] = 1.0
+    return matrix / matrix.sum(dim=1, keepdim=True).clamp(min=1.0)
 
 
 def spike_onsets(soma_z: Tensor, threshold_z: float) -> Tensor:
@@ -169,6 +217,11 @@ class SRM(nn.Module):
         self.config = config
         self.register_buffer("kernels", exponential_kernels(config.taus, config.window),
                              persistent=False)
+        if config.pooled_taus:
+            self.register_buffer("pool_matrix", pool_means(config.input_pools, config.event_channels + 1),
+                                 persistent=False)
+            self.register_buffer("pooled_kernels", exponential_kernels(config.pooled_taus, config.window),
+                                 persistent=False)
         self.projection = nn.Linear(config.n_filtered, config.width)
         self.mlp = nn.Sequential(*(
             layer for _ in range(config.mlp_layers)
@@ -193,8 +246,32 @@ class SRM(nn.Module):
 
     def filtered_inputs(self, x: Tensor) -> Tensor:
         """(batch, n_filtered): every event channel and the spike train through the filter bank."""
-        inputs = self.window_inputs(x)
-        return (inputs @ self.kernels.to(inputs.dtype)).flatten(1)
+        return self.filter_bank(self.window_inputs(x))
+
+    def filter_bank(self, inputs: Tensor, without_newest: bool = False) -> Tensor:
+        """Window inputs (batch, n_inputs, window) -> features (batch, n_filtered); with
+        ``without_newest``, of the window without its newest column (the step before)."""
+        start = 1 if without_newest else 0
+        if without_newest:
+            inputs = inputs[..., :-1]
+        features = (inputs @ self.kernels[start:].to(inputs.dtype)).flatten(1)
+        if not self.config.pooled_taus:
+            return features
+        pooled = torch.einsum("pc,bcw->bpw", self.pool_matrix.to(inputs.dtype), inputs)
+        return torch.cat([features, (pooled @ self.pooled_kernels[start:].to(inputs.dtype)).flatten(1)], dim=1)
+
+    def projection_rows(self) -> Tensor:
+        """The projection weight as per-input rows (n_inputs, len(all_taus), width): an input
+        filtered with ``all_taus[k]`` adds ``rows[i, k]`` per unit (pooled taus: its pool's row
+        times its weight in the pool mean)."""
+        config = self.config
+        n_inputs, weight = config.event_channels + 1, self.projection.weight.detach()
+        per_channel = weight[:, :n_inputs * len(config.taus)].t().reshape(n_inputs, len(config.taus), -1)
+        if not config.pooled_taus:
+            return per_channel
+        per_pool = weight[:, n_inputs * len(config.taus):].t().reshape(config.n_pooled, len(config.pooled_taus), -1)
+        spread = torch.einsum("pi,pkh->ikh", self.pool_matrix.to(weight.dtype), per_pool)
+        return torch.cat([per_channel, spread], dim=1)
 
     def tower_inputs(self, projected: Tensor) -> Tensor:
         """(batch, 2 hidden): the projection (linear response) and the MLP's correction."""
@@ -226,13 +303,12 @@ class SRM(nn.Module):
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """Voltage predictions (batch, n_tasks - 1) and spike logit (batch,)."""
         inputs = self.window_inputs(x)
-        kernels = self.kernels.to(inputs.dtype)
-        voltage, spike_logit = self.heads(self.projection((inputs @ kernels).flatten(1)))
+        voltage, spike_logit = self.heads(self.projection(self.filter_bank(inputs)))
         if self.training:
             gate = torch.sigmoid(spike_logit)
         else:
             # the logit one step earlier, from the window without its newest column
-            earlier = self.spike_logit(self.projection((inputs[..., :-1] @ kernels[1:]).flatten(1)))
+            earlier = self.spike_logit(self.projection(self.filter_bank(inputs, without_newest=True)))
             gate = self.spike_gate(spike_logit, earlier)
         return voltage + gate[:, None] * self.spike_jump, spike_logit
 

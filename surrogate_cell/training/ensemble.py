@@ -28,7 +28,7 @@ from surrogate_cell.models.srm import SRM, SRMConfig
 from surrogate_cell.training.checkpoint import CheckpointError, load_checkpoint, model_meta, save_checkpoint
 
 SAME_ARCHITECTURE = ("in_channels", "n_tasks", "window", "event_channels", "taus", "hidden", "mlp_layers",
-                     "spike_hidden", "soma_segment")
+                     "spike_hidden", "soma_segment", "pooled_taus", "input_pools")
 """SRMConfig fields every member must share."""
 
 THRESHOLD_TOLERANCE_MV = 1e-3

@@ -44,6 +44,7 @@ from surrogate_cell.datasets.windows import (
 )
 from surrogate_cell.engine.stepper import within_training_range
 from surrogate_cell.models import CELL_FIELDS, build_model, family_fields, load_model_config
+from surrogate_cell.models.srm import pools_by_section_type
 from surrogate_cell.spikes import best_crossing_threshold
 from surrogate_cell.training.checkpoint import (
     CheckpointError,
@@ -446,13 +447,17 @@ class MetricsLog:
 # --------------------------------------------------------------------------- main loop
 
 
-def cell_fields(family: str, data: PreparedData) -> dict:
-    """The data-derived :data:`CELL_FIELDS` that ``family``'s config has (soma, spike threshold)."""
-    soma = int(data.cell_meta["soma_segment"])
-    threshold_mv = data.cell_meta["spike_threshold_mv"]
+def cell_fields(family: str, data: PreparedData, fields: dict | None = None) -> dict:
+    """The data-derived :data:`CELL_FIELDS` that ``family``'s config has (soma, spike threshold,
+    and the input pools when the model ``fields`` ask for pooled filters)."""
+    cell = data.cell_meta
+    soma = int(cell["soma_segment"])
     values = {"soma_segment": soma,
-              "spike_threshold_z": float((threshold_mv - data.normalisation.mean[soma])
+              "spike_threshold_z": float((cell["spike_threshold_mv"] - data.normalisation.mean[soma])
                                          / data.normalisation.std[soma])}
+    if (fields or {}).get("pooled_taus"):
+        values["input_pools"] = pools_by_section_type(
+            [cell["section_types"][segment] for segment in cell["input_segments"]])
     return {name: value for name, value in values.items()
             if name in CELL_FIELDS and name in family_fields(family)}
 
@@ -481,7 +486,7 @@ class Trainer:
             "in_channels": self.data.train.n_event_channels + self.data.train.n_segments,
             "n_tasks": self.data.train.n_segments + 1,
             "event_channels": self.data.train.n_event_channels,
-            **cell_fields(family, self.data),
+            **cell_fields(family, self.data, fields),
         }).to(self.device)
         self.window = self.model.config.window
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.lr,
