@@ -8,26 +8,17 @@ numbers are not bit-exact across machines).
 
 from __future__ import annotations
 
-import importlib.util
 import json
 
 import pytest
 
 from surrogate_cell.surrogate_cell import PRETRAINED_DIR
-from tests.conftest import REPO_ROOT
+from tests.conftest import load_example
 
 REFERENCE = PRETRAINED_DIR / "l5pc-default.json"
 
 pytestmark = pytest.mark.skipif(not (PRETRAINED_DIR / "l5pc-default.pt").is_file(),
                                 reason="no shipped l5pc-default model")
-
-
-def load_compare_lfp():
-    """The example script as a module."""
-    spec = importlib.util.spec_from_file_location("compare_lfp", REPO_ROOT / "examples" / "compare_lfp.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +29,7 @@ def reference():
 @pytest.fixture(scope="module")
 def measured(reference, tmp_path_factory):
     protocol = reference["protocol"]
-    return load_compare_lfp().main([
+    return load_example("compare_lfp").main([
         "--model", "l5pc-default", "--regime", protocol["regime"], "--seed", str(protocol["seed"]),
         "--warmup-ms", str(protocol["warmup_ms"]), "--duration-ms", str(protocol["duration_ms"]),
         "--out-dir", str(tmp_path_factory.mktemp("compare"))])

@@ -2,24 +2,14 @@
 
 from __future__ import annotations
 
-import importlib.util
-
 import pytest
 
-from tests.conftest import REPO_ROOT
-
-
-def load_example():
-    """The example script as a module."""
-    spec = importlib.util.spec_from_file_location("input_memory", REPO_ROOT / "examples" / "input_memory.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from tests.conftest import load_example
 
 
 @pytest.fixture(scope="module")
 def example():
-    return load_example()
+    return load_example("input_memory")
 
 
 @pytest.fixture(scope="module")

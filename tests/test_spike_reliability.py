@@ -2,26 +2,15 @@
 
 from __future__ import annotations
 
-import importlib.util
-
 import pytest
 
-from tests.conftest import REPO_ROOT
-
-
-def load_example():
-    """The example script as a module."""
-    spec = importlib.util.spec_from_file_location("spike_reliability",
-                                                  REPO_ROOT / "examples" / "spike_reliability.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from tests.conftest import load_example
 
 
 @pytest.fixture(scope="module")
 def rows(tmp_path_factory):
     out = tmp_path_factory.mktemp("reliability") / "rows.json"
-    return load_example().main(["--n-sims", "1", "--duration-ms", "150", "--noise-na", "0", "0.2",
+    return load_example("spike_reliability").main(["--n-sims", "1", "--duration-ms", "150", "--noise-na", "0", "0.2",
                                 "--drop-fractions", "0", "--out", str(out)])
 
 
@@ -37,5 +26,5 @@ def test_a_somatic_noise_current_moves_the_subthreshold_soma_voltage(rows):
 
 def test_bad_fractions_are_refused_with_the_option_named(capsys):
     with pytest.raises(SystemExit):
-        load_example().parse_arguments(["--drop-fractions", "1.5"])
+        load_example("spike_reliability").parse_arguments(["--drop-fractions", "1.5"])
     assert "--drop-fractions" in capsys.readouterr().err
