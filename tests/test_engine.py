@@ -121,16 +121,21 @@ def small_srm(**overrides) -> torch.nn.Module:
         else:
             spike_weight = model.spike_head[-1].weight if model.spike_head else model.towers.weight[-1]
         spike_weight.mul_(20.0)  # spike logits of both signs: some steps spike
+        if model.subunits is not None:
+            model.subunits.readout.normal_(0.0, 0.5)  # trained subunits: not the zero start
     return model
 
 
 POOLED = {"pooled_taus": (20.0, 80.0), "input_pools": tuple(i % 5 for i in range(N_EVENTS))}
+SUBUNITS = {"subunit_hidden": 4, "subunit_out": 2, "input_sections": tuple(i % 3 for i in range(N_EVENTS // 2)),
+            "section_distances": (0.0, 0.2, 0.5)}
 
 
-@pytest.mark.parametrize("spike_hidden, members, pooled", [(0, 1, {}), (5, 1, {}), (5, 3, {}),
-                                                           (5, 1, POOLED), (5, 3, POOLED)])
-def test_srm_stepper_equals_full_recompute_with_spike_feedback(spike_hidden, members, pooled):
-    model = small_srm(spike_hidden=spike_hidden, members=members, **pooled)
+@pytest.mark.parametrize("spike_hidden, members, options", [(0, 1, {}), (5, 1, {}), (5, 3, {}),
+                                                            (5, 1, POOLED), (5, 3, POOLED),
+                                                            (5, 1, SUBUNITS), (5, 3, {**SUBUNITS, **POOLED})])
+def test_srm_stepper_equals_full_recompute_with_spike_feedback(spike_hidden, members, options):
+    model = small_srm(spike_hidden=spike_hidden, members=members, **options)
     generator = torch.Generator().manual_seed(1)
     history = -70.0 + 5.0 * torch.randn(N_CELLS, 100, N_SEGMENTS, generator=generator)
     history[..., 2] = history[..., 2].clamp(max=-65.0)  # soma below its threshold (-62.5 mV) ...

@@ -23,7 +23,7 @@ from surrogate_cell.models import (
 from surrogate_cell.models.events import EventIndex
 from surrogate_cell.models.tcn import MaskDropout
 from surrogate_cell.models.mmoeex import n_special_experts
-from surrogate_cell.models.srm import pools_by_section_type
+from surrogate_cell.models.srm import pools_by_section_type, sections_of_inputs
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "training" / "models"
 
@@ -458,6 +458,35 @@ def test_srm_pooled_filters_read_pool_means_and_fold_into_per_input_rows():
     torch.testing.assert_close(folded, projected)
     with pytest.raises(ValueError, match="input_pools"):
         build_model("srm", {**SRM_SMALL, "pooled_taus": (50.0,)})
+
+
+def test_srm_subunits_sum_their_sections_inputs_and_start_at_zero():
+    sections = tuple(i % 2 for i in range(N_EVENTS // 2))  # two sections
+    model = build_model("srm", {**SRM_SMALL, "spike_threshold_z": None, "subunit_hidden": 4,
+                                "subunit_out": 2, "input_sections": sections,
+                                "section_distances": (0.1, 0.4)})
+    x = torch.zeros(1, N_EVENTS + N_DENSE, WINDOW)
+    x[0, 0, WINDOW - 1] = 1.0  # excitatory input of segment 0 (section 0), lag 0
+    x[0, N_EVENTS // 2 + 1, WINDOW - 1] = 1.0  # inhibitory input of segment 1 (section 1)
+    inputs = model.window_inputs(x)
+    n_inputs, n_taus = N_EVENTS + 1, len(model.config.taus)
+    per_input = model.filter_bank(inputs)[:, :n_inputs * n_taus].reshape(1, n_inputs, n_taus)
+    section_state = torch.einsum("bik,im->bkm", per_input, model.section_map.float())
+    features = model.subunits.section_features(section_state)[0]  # (sections, exc | inh | spikes | distance)
+    torch.testing.assert_close(features[:, [0, n_taus, 2 * n_taus]], torch.tensor([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]]))
+    torch.testing.assert_close(features[:, -1], torch.tensor([0.1, 0.4]))
+    with torch.no_grad():  # an untrained readout is zero: subunits start as a plain SRM
+        torch.testing.assert_close(model.project(inputs), model.projection(model.filtered_inputs(x)))
+    with pytest.raises(ValueError, match="input_sections"):
+        build_model("srm", {**SRM_SMALL, "subunit_hidden": 4})
+
+
+def test_sections_of_inputs_number_sections_and_measure_from_the_soma():
+    names = ["soma[0](0.5)", "dend[0](0.25)", "dend[0](0.75)", "apic[0](0.5)"]
+    midpoints = [[0, 0, 0], [-100, 0, 0], [-300, 0, 0], [0, 500, 0]]
+    sections, distances = sections_of_inputs(names, midpoints, [1, 2, 3], soma_segment=0)
+    assert sections == (1, 1, 0)  # apic[0], dend[0] in sorted order
+    assert distances == pytest.approx((0.5, 0.3))
 
 
 def test_pools_by_section_type_separate_kinds_and_types():

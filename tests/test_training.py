@@ -284,15 +284,18 @@ def test_srm_training_calibrates_its_spike_output(data_set, extra_data_set, tmp_
 
 
 def test_an_ensemble_of_srms_predicts_their_mean_voltage_and_calibrates(data_set, tmp_path):
-    model_file = tmp_path / "tiny_srm.yaml"  # with pooled filters, whose pools train fills in
+    model_file = tmp_path / "tiny_srm.yaml"  # with pooled filters and subunits, whose layout train fills in
     model_file.write_text("family: srm\ntaus: [2, 10]\npooled_taus: [40]\nhidden: 8\nmlp_layers: 1\n"
-                          "spike_hidden: 4\ndropout: 0.0\n")
+                          "spike_hidden: 4\ndropout: 0.0\nsubunit_hidden: 3\nsubunit_out: 2\n")
     members = []
-    for steps in (6, 10):  # same split, different weights
+    for steps, init_seed in ((6, []), (10, ["--init-seed", "1"])):  # same split, different weights
         out_dir = tmp_path / f"srm{steps}"
         main(["train", "--data", str(data_set), "--model", str(model_file), "--out-dir", str(out_dir),
-              "--max-steps", str(steps), "--batch-size", "8", "--no-progress"])
+              "--max-steps", str(steps), "--batch-size", "8", "--no-progress", *init_seed])
         members.append(out_dir / "last.pt")
+    first, second = (load_checkpoint(path) for path in members)
+    assert first[2]["data"]["train"] == second[2]["data"]["train"]  # --init-seed keeps the split
+    assert not torch.equal(first[0].subunits.weight_in, second[0].subunits.weight_in)  # ... not the weights
     ensemble_path = tmp_path / "ensemble.pt"
     assert main(["ensemble", "--checkpoint", str(members[0]), "--checkpoint", str(members[1]),
                  "--out", str(ensemble_path)]) == 0
@@ -302,16 +305,18 @@ def test_an_ensemble_of_srms_predicts_their_mean_voltage_and_calibrates(data_set
     cell = meta["cell"]
     assert ensemble.config.input_pools == pools_by_section_type(
         [cell["section_types"][segment] for segment in cell["input_segments"]])
+    assert list(ensemble.config.input_sections) == cell["input_sections"]
+    assert ensemble.subunits.readout.abs().sum() > 0  # trained: the subunits take part
     raw = load_raw(open_data_set(data_set), meta["data"]["validation"])
     data = build_window_data(raw, normalisation, ensemble.config.window, meta["data"]["validation"])
     windows = data.gather(*(np.asarray(a)[:16] for a in data.target_positions()))
     x = model_input(windows[0], windows[1])
     with torch.no_grad():
-        voltage_z, logit = ensemble.heads(ensemble.projection(ensemble.filtered_inputs(x)))
+        voltage_z, logit = ensemble.heads(ensemble.project(ensemble.window_inputs(x)))
         mean_mv, margins = 0.0, 0.0
         for path in members:
             model, norm, _, _ = load_checkpoint(path)
-            z, member_logit = model.eval().heads(model.projection(model.filtered_inputs(x)))
+            z, member_logit = model.eval().heads(model.project(model.window_inputs(x)))
             mean_mv = mean_mv + norm.to_mv(z.double()) / len(members)
             margins = margins + (member_logit - model.config.spike_logit_threshold) / len(members)
     torch.testing.assert_close(normalisation.to_mv(voltage_z.double()), mean_mv, rtol=0, atol=1e-4)
@@ -327,7 +332,7 @@ def test_an_ensemble_of_srms_predicts_their_mean_voltage_and_calibrates(data_set
     assert {member["data"]["path"] for member in shipped_meta["ensemble"]} == {data_set.name}
     ensemble, _, _, _ = load_checkpoint(shipped / "tiny-ensemble.pt")
     with torch.no_grad():
-        shipped_z, _ = ensemble.eval().heads(ensemble.projection(ensemble.filtered_inputs(x)))
+        shipped_z, _ = ensemble.eval().heads(ensemble.project(ensemble.window_inputs(x)))
     assert ensemble.projection.weight.dtype == torch.float32
     torch.testing.assert_close(normalisation.to_mv(shipped_z), normalisation.to_mv(voltage_z), rtol=0, atol=0.01)
 

@@ -6,7 +6,9 @@ engine keeps, per cell and time constant, the *projected* filter state (n_cells,
 hidden) and updates it each step with the projection rows of the events that enter and leave
 the window (sparse: a gather of weight rows per event). The MLP and towers then run on
 (n_cells, hidden); the MLP and the spike tower once more for the window without its newest
-column (the "one step earlier" spike logit, whose threshold crossing is a spike). Same API
+column (the "one step earlier" spike logit, whose threshold crossing is a spike). With
+dendritic subunits, the sections' filtered input sums (n_cells, n_taus, 2 n_sections + 1) are
+recursive filters of the same kind, and the subunit MLP runs on them each step. Same API
 and time convention as :class:`~surrogate_cell.engine.FullWindowStepper`, and the same
 outputs up to round-off.
 """
@@ -55,6 +57,13 @@ class SRMStepper:
         self.kernels = exponential_kernels(config.all_taus, self.window).to(device, dtype)  # (W, taus)
         self.flat_rows = self.rows.view(self.n_inputs, self.n_taus * self.width)
         self.bias = model.projection.bias.detach().to(device, dtype)
+        self.subunits = model.subunits
+        if self.subunits is not None:
+            n_short = len(config.taus)  # subunits read the per-channel time constants only
+            self.section_map = model.section_map.to(device, dtype)
+            self.section_decay, self.section_leaving, self.section_edge = (
+                weights[:n_short] for weights in (self.decay, self.leaving_weight, self.edge_weight))
+            self.section_state = torch.zeros(n_cells, n_short, self.section_map.shape[1], device=device, dtype=dtype)
         self.threshold_z = config.spike_threshold_z
         self.soma = config.soma_segment
         self.state = torch.zeros(n_cells, self.n_taus, self.width, device=device, dtype=dtype)
@@ -78,6 +87,9 @@ class SRMStepper:
         previous = torch.cat([events, earlier_spikes[..., None]], dim=-1)  # (cells, W, inputs)
         filtered = torch.einsum("cwi,wk->cik", previous, self.kernels)
         self.state = torch.einsum("cik,ikh->ckh", filtered, self.rows)
+        if self.subunits is not None:
+            n_short = self.section_state.shape[1]
+            self.section_state = torch.einsum("cik,im->ckm", filtered[..., :n_short], self.section_map)
         self.inputs = previous.bool()
         self.head = 0
         self.pending_spike = spikes[:, -1].bool()
@@ -97,13 +109,22 @@ class SRMStepper:
         # never counts its oldest column as a spike onset (see spike_onsets).
         at_edge = self.inputs[:, self.head, -1].clone()
         self.inputs[:, self.head, -1] = False
-        projected_entering = self._projected(entering)
+        active_entering, active_leaving = self._active(entering), self._active(leaving)
+        edge = at_edge[:, None, None].to(self.dtype)
+        projected_entering = self._projected(active_entering)
         self.state = (self.state * self.decay + projected_entering
-                      - self.leaving_weight * self._projected(leaving)
-                      - self.edge_weight * at_edge[:, None, None].to(self.dtype) * self.rows[-1])
+                      - self.leaving_weight * self._projected(active_leaving) - self.edge_weight * edge * self.rows[-1])
         # the model's "one step earlier" logit reads this window without its newest column
         earlier = ((self.state - projected_entering) / self.decay).sum(dim=1) + self.bias
-        voltage_z, self.spike_logits = self.model.heads(self.state.sum(dim=1) + self.bias)
+        now = self.state.sum(dim=1) + self.bias
+        if self.subunits is not None:
+            sections_entering = torch.sparse.mm(active_entering, self.section_map)[:, None]
+            self.section_state = (self.section_state * self.section_decay + sections_entering
+                                  - self.section_leaving * torch.sparse.mm(active_leaving, self.section_map)[:, None]
+                                  - self.section_edge * edge * self.section_map[-1])
+            now = now + self.subunits(self.section_state)
+            earlier = earlier + self.subunits((self.section_state - sections_entering) / self.section_decay)
+        voltage_z, self.spike_logits = self.model.heads(now)
         gate = self.model.spike_gate(self.spike_logits, self.model.spike_logit(earlier))
         voltage_z = voltage_z + gate[:, None] * self.model.spike_jump
         self.latest_z = within_training_range(voltage_z, self.z_bounds)
@@ -118,21 +139,22 @@ class SRMStepper:
     def _threshold(self) -> float:
         return math.inf if self.threshold_z is None else self.threshold_z
 
-    def _projected(self, columns: Tensor) -> Tensor:
-        """Projection rows summed over the active inputs: (n_cells, n_inputs) bool -> (n_cells, taus, hidden).
-
-        A sparse (cells x inputs) matrix product: about 1 % of the inputs are active, and
-        ``index_add_`` was 10-100 times slower here in float64.
-        """
+    def _active(self, columns: Tensor) -> Tensor:
+        """(n_cells, n_inputs) bool -> the same as a sparse matrix: about 1 % of the inputs are
+        active, and ``index_add_`` was 10-100 times slower than a sparse product in float64."""
         indices = torch.nonzero(columns).t()  # row-major order: already coalesced
-        active = torch.sparse_coo_tensor(
+        return torch.sparse_coo_tensor(
             indices, torch.ones(indices.shape[1], device=self.device, dtype=self.dtype),
             (self.n_cells, self.n_inputs), is_coalesced=True, check_invariants=False)
+
+    def _projected(self, active: Tensor) -> Tensor:
+        """Projection rows summed over the active inputs (sparse, see :meth:`_active`) -> (n_cells, taus, hidden)."""
         return torch.sparse.mm(active, self.flat_rows).view(self.n_cells, self.n_taus, self.width)
 
     def state_bytes(self) -> int:
         """Bytes of per-cell state: projected filters and the input ring buffer."""
-        return (self.state.numel() * self.state.element_size()
+        sections = 0 if self.subunits is None else self.section_state.numel() * self.section_state.element_size()
+        return (self.state.numel() * self.state.element_size() + sections
                 + self.inputs.numel() * self.inputs.element_size())
 
     def flop_breakdown(self, event_density: float = 0.01) -> dict[str, int]:
@@ -147,8 +169,15 @@ class SRMStepper:
         spike_head = 2 * config.members * (2 * config.hidden * config.spike_hidden + config.spike_hidden)
         # without a spike head the spike logit is the last tower, evaluated once more one step earlier
         tower_rows = self.model.towers.out_features + (0 if config.spike_hidden else 1)
+        subunits = 0
+        if config.subunit_hidden:
+            n_features, hidden = 3 * len(config.taus) + 1, config.subunit_hidden
+            per_section = 2 * (n_features * hidden + hidden * hidden + hidden * config.subunit_out
+                               + config.subunit_out * config.hidden)
+            subunits = 2 * config.members * config.n_sections * per_section  # now and one step earlier
         return {
             "filter update": int(rows_added * self.n_taus * self.width + 3 * self.n_taus * self.width),
+            "subunits": subunits,
             "mlp": 2 * 2 * config.mlp_layers * config.members * config.hidden ** 2,
             "towers": 2 * 2 * self.width * tower_rows,
             "spike head": 2 * spike_head,  # now and one step earlier (0 without a spike head)

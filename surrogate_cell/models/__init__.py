@@ -40,7 +40,7 @@ MODEL_FAMILIES: dict[str, tuple[type[nn.Module], type[SurrogateConfig]]] = {
 #: config fields supplied by the data rather than by a model config file
 DATA_FIELDS = ("in_channels", "n_tasks", "event_channels")
 #: further data-supplied fields, for the families whose config has them
-CELL_FIELDS = ("soma_segment", "spike_threshold_z", "input_pools")
+CELL_FIELDS = ("soma_segment", "spike_threshold_z", "input_pools", "input_sections", "section_distances")
 
 
 def _family(family: str) -> tuple[type[nn.Module], type[SurrogateConfig]]:

@@ -16,6 +16,13 @@ accumulate errors and drift (the failure of the voltage-feedback TCN models).
   filters let the model memorise its training simulations; pooled ones add a dozen features.
   The pooled projection is linear in the events, so :meth:`SRM.projection_rows` folds it
   into per-channel rows and the stepping engine runs it at no extra cost.
+- **Dendritic subunits.** With ``subunit_hidden > 0`` every dendritic section (branch) is a
+  subunit: its segments' filtered excitatory and inhibitory inputs, summed, the filtered
+  somatic spike train (a back-propagating spike unblocks NMDA receptors) and the section's
+  distance from the soma go through a small ELU MLP shared by all sections, whose outputs join
+  the projection. The synapses are AMPA + NMDA, and NMDA is a branch-local non-linearity that a
+  projection linear in the inputs of the whole cell can only approximate. Section sums are
+  linear in the events, so the stepping engine keeps them as recursive filters too.
 - **Shared trunk (MH: hard parameter sharing).** A linear projection of all filtered
   inputs to ``hidden`` features, then an ELU MLP.
 - **Per-task linear towers.** Every task (segment voltages, spike logit) reads the
@@ -45,6 +52,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -62,7 +70,11 @@ class SRMConfig(SurrogateConfig):
     ``spike_hidden``: width of the spike head's hidden layer (0: the spike logit is a linear
     tower like the voltages); ``pooled_taus``: time constants (ms) applied only to the pooled
     inputs (pool means of the event channels, and the spike train).
+    ``subunit_hidden``: width of the dendritic subunit MLP (0: no subunits); ``subunit_out``:
+    outputs per subunit.
     ``input_pools`` (pool index of every event channel, needed with ``pooled_taus``),
+    ``input_sections`` (section index of every input segment) and ``section_distances`` (mm
+    from the soma, per section; both needed with subunits),
     ``soma_segment`` (the soma's voltage channel) and ``spike_threshold_z`` (the soma-voltage
     spike threshold in z units) come from the training data; ``spike_threshold_z: null``
     disables the spike-history input.
@@ -79,6 +91,10 @@ class SRMConfig(SurrogateConfig):
     members: int = 1
     pooled_taus: tuple[float, ...] = ()
     input_pools: tuple[int, ...] = ()
+    subunit_hidden: int = 0
+    subunit_out: int = 8
+    input_sections: tuple[int, ...] = ()
+    section_distances: tuple[float, ...] = ()
 
     def __post_init__(self) -> None:
         """Validate: events-only, positive time constants."""
@@ -96,12 +112,31 @@ class SRMConfig(SurrogateConfig):
                              f"({self.event_channels}), got {len(self.input_pools)}")
         if self.input_pools and min(self.input_pools) < 0:
             raise ValueError("input_pools must be non-negative pool indices")
+        self.input_sections = tuple(int(i) for i in self.input_sections)
+        self.section_distances = tuple(float(d) for d in self.section_distances)
+        if self.subunit_hidden:
+            self._check_subunits()
         if self.hidden < 1 or self.mlp_layers < 0 or self.spike_hidden < 0 or self.members < 1:
             raise ValueError("hidden and members must be >= 1, mlp_layers and spike_hidden >= 0")
         if self.members > 1 and not self.spike_hidden:
             raise ValueError("an ensemble (members > 1) needs spike_hidden > 0: every member has a spike head")
         if not 0 <= self.soma_segment < self.n_voltage_tasks:
             raise ValueError(f"soma_segment {self.soma_segment} is not a voltage channel")
+
+    def _check_subunits(self) -> None:
+        if self.subunit_hidden < 0 or self.subunit_out < 1:
+            raise ValueError("subunit_hidden must be >= 0 and subunit_out >= 1")
+        if 2 * len(self.input_sections) != self.event_channels:
+            raise ValueError(f"subunits need input_sections with one section per input segment "
+                             f"({self.event_channels // 2}), got {len(self.input_sections)}")
+        if min(self.input_sections) < 0 or len(self.section_distances) != max(self.input_sections) + 1:
+            raise ValueError(f"subunits need section_distances with one distance per section "
+                             f"({max(self.input_sections) + 1}), got {len(self.section_distances)}")
+
+    @property
+    def n_sections(self) -> int:
+        """Dendritic subunits (0 without subunits)."""
+        return max(self.input_sections) + 1 if self.subunit_hidden else 0
 
     @property
     def width(self) -> int:
@@ -143,6 +178,21 @@ def pools_by_section_type(input_section_types) -> tuple[int, ...]:
     return tuple(pools + [pool + len(names) for pool in pools])
 
 
+def sections_of_inputs(segment_names, midpoints, input_segments, soma_segment: int
+                       ) -> tuple[tuple[int, ...], tuple[float, ...]]:
+    """``input_sections`` and ``section_distances`` for dendritic subunits: the section (name
+    before the "(" of a NEURON segment name) of every input segment, numbered in sorted order,
+    and every section's largest distance of an input segment's midpoint from the soma's (mm)."""
+    names = [str(segment_names[i]).split("(")[0] for i in input_segments]
+    section_names = sorted(set(names))
+    sections = tuple(section_names.index(name) for name in names)
+    midpoints = np.asarray(midpoints, dtype=float)
+    distance = np.linalg.norm(midpoints[list(input_segments)] - midpoints[soma_segment], axis=1) / 1000.0
+    farthest = np.zeros(len(section_names))
+    np.maximum.at(farthest, list(sections), distance)
+    return sections, tuple(float(d) for d in farthest)
+
+
 def pool_means(input_pools, n_inputs: int) -> Tensor:
     """(n_pools + 1, n_inputs) float64 matrix averaging the event channels of every pool; the
     spike train (the last input) is the last pool, on its own."""
@@ -151,6 +201,66 @@ def pool_means(input_pools, n_inputs: int) -> Tensor:
     matrix[pools, torch.arange(pools.numel())] = 1.0
     matrix[-1, -1] = 1.0
     return matrix / matrix.sum(dim=1, keepdim=True).clamp(min=1.0)
+
+
+def section_sums(input_sections, n_inputs: int) -> Tensor:
+    """(n_inputs, 2 n_sections + 1) float64 map of the inputs (excitatory rows, inhibitory rows,
+    the spike train) onto every section's excitatory sum, inhibitory sum, and the spike train."""
+    sections = torch.as_tensor(input_sections, dtype=torch.long)
+    n_sections, n_segments = int(sections.max()) + 1, sections.numel()
+    matrix = torch.zeros(n_inputs, 2 * n_sections + 1, dtype=torch.float64)
+    rows = torch.arange(n_segments)
+    matrix[rows, sections] = 1.0
+    matrix[n_segments + rows, n_sections + sections] = 1.0
+    matrix[-1, -1] = 1.0
+    return matrix
+
+
+def uniform_like_linear(*shape: int, fan_in: int) -> nn.Parameter:
+    """A parameter initialised as ``nn.Linear`` initialises its weights and biases."""
+    bound = 1.0 / fan_in ** 0.5
+    return nn.Parameter(torch.empty(*shape).uniform_(-bound, bound))
+
+
+class DendriticSubunits(nn.Module):
+    """Every section's filtered inputs through an ELU MLP shared by all sections (one per
+    ensemble member), read out linearly into the projection.
+
+    Input: the section filter state (batch, n_taus, 2 n_sections + 1) of :func:`section_sums`
+    mapped inputs; output: (batch, members x hidden), added to the projection.
+    """
+
+    def __init__(self, config: SRMConfig):
+        """Two ELU layers of ``subunit_hidden`` and ``subunit_out`` outputs per section; the
+        readout starts at zero, so an untrained subunit changes nothing."""
+        super().__init__()
+        members, hidden, out = config.members, config.subunit_hidden, config.subunit_out
+        n_features = 3 * len(config.taus) + 1  # excitatory, inhibitory, spike train, distance
+        self.n_sections = config.n_sections
+        self.register_buffer("distances", torch.tensor(config.section_distances), persistent=False)
+        self.weight_in = uniform_like_linear(members, n_features, hidden, fan_in=n_features)
+        self.bias_in = uniform_like_linear(members, hidden, fan_in=n_features)
+        self.weight_hidden = uniform_like_linear(members, hidden, hidden, fan_in=hidden)
+        self.bias_hidden = uniform_like_linear(members, hidden, fan_in=hidden)
+        self.weight_out = uniform_like_linear(members, hidden, out, fan_in=hidden)
+        self.bias_out = uniform_like_linear(members, out, fan_in=hidden)
+        self.readout = nn.Parameter(torch.zeros(members, self.n_sections * out, config.hidden))
+
+    def section_features(self, sections: Tensor) -> Tensor:
+        """(batch, n_taus, 2 n_sections + 1) -> (batch, n_sections, 3 n_taus + 1)."""
+        n = self.n_sections
+        spikes = sections[:, :, -1:].expand(-1, -1, n)
+        distances = self.distances.to(sections.dtype).expand(sections.shape[0], 1, n)
+        return torch.cat([sections[:, :, :n], sections[:, :, n:2 * n], spikes, distances], dim=1).transpose(1, 2)
+
+    def forward(self, sections: Tensor) -> Tensor:
+        """The subunits' contribution to the projection, (batch, members x hidden)."""
+        x = self.section_features(sections)
+        h = F.elu(torch.einsum("bsf,mfh->bmsh", x, self.weight_in.to(x.dtype)) + self.bias_in[:, None].to(x.dtype))
+        h = F.elu(torch.einsum("bmsh,mhj->bmsj", h, self.weight_hidden.to(x.dtype))
+                  + self.bias_hidden[:, None].to(x.dtype))
+        out = torch.einsum("bmsh,mho->bmso", h, self.weight_out.to(x.dtype)) + self.bias_out[:, None].to(x.dtype)
+        return torch.einsum("bmn,mnd->bmd", out.flatten(2), self.readout.to(x.dtype)).flatten(1)
 
 
 def spike_onsets(soma_z: Tensor, threshold_z: float) -> Tensor:
@@ -223,6 +333,12 @@ class SRM(nn.Module):
             self.register_buffer("pooled_kernels", exponential_kernels(config.pooled_taus, config.window),
                                  persistent=False)
         self.projection = nn.Linear(config.n_filtered, config.width)
+        if config.subunit_hidden:
+            self.register_buffer("section_map", section_sums(config.input_sections, config.event_channels + 1),
+                                 persistent=False)
+            self.subunits = DendriticSubunits(config)
+        else:
+            self.subunits = None
         self.mlp = nn.Sequential(*(
             layer for _ in range(config.mlp_layers)
             for layer in (member_linear(config.members, config.hidden, config.hidden), nn.ELU(),
@@ -259,6 +375,18 @@ class SRM(nn.Module):
             return features
         pooled = torch.einsum("pc,bcw->bpw", self.pool_matrix.to(inputs.dtype), inputs)
         return torch.cat([features, (pooled @ self.pooled_kernels[start:].to(inputs.dtype)).flatten(1)], dim=1)
+
+    def project(self, inputs: Tensor, without_newest: bool = False) -> Tensor:
+        """Window inputs (batch, n_inputs, window) -> projected features (batch, width): the
+        projection of the filter bank, plus the dendritic subunits' output."""
+        features = self.filter_bank(inputs, without_newest)
+        projected = self.projection(features)
+        if self.subunits is None:
+            return projected
+        n_inputs, n_taus = self.config.event_channels + 1, len(self.config.taus)
+        per_input = features[:, :n_inputs * n_taus].reshape(-1, n_inputs, n_taus)
+        sections = torch.einsum("bik,im->bkm", per_input, self.section_map.to(features.dtype))
+        return projected + self.subunits(sections)
 
     def projection_rows(self) -> Tensor:
         """The projection weight as per-input rows (n_inputs, len(all_taus), width): an input
@@ -303,12 +431,12 @@ class SRM(nn.Module):
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """Voltage predictions (batch, n_tasks - 1) and spike logit (batch,)."""
         inputs = self.window_inputs(x)
-        voltage, spike_logit = self.heads(self.projection(self.filter_bank(inputs)))
+        voltage, spike_logit = self.heads(self.project(inputs))
         if self.training:
             gate = torch.sigmoid(spike_logit)
         else:
             # the logit one step earlier, from the window without its newest column
-            earlier = self.spike_logit(self.projection(self.filter_bank(inputs, without_newest=True)))
+            earlier = self.spike_logit(self.project(inputs, without_newest=True))
             gate = self.spike_gate(spike_logit, earlier)
         return voltage + gate[:, None] * self.spike_jump, spike_logit
 

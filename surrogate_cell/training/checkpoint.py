@@ -21,10 +21,12 @@ import os
 from dataclasses import asdict
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from surrogate_cell.datasets.windows import Normalisation
 from surrogate_cell.models import build_model
+from surrogate_cell.models.srm import sections_of_inputs
 
 FORMAT = "surrogate_cell-checkpoint"
 FORMAT_VERSION = 1
@@ -68,6 +70,11 @@ def model_meta(model: torch.nn.Module, family: str) -> dict:
     return {"family": family, "model_config": asdict(_unwrap(model).config)}
 
 
+def segment_midpoints(layout) -> np.ndarray:
+    """(n_segments, 3) midpoint coordinates (um) of a :class:`CellLayout`'s segments."""
+    return np.stack([layout.x[:, 1], layout.y[:, 1], layout.z[:, 1]], axis=1)
+
+
 def cell_meta_from_layout(layout) -> dict:
     """The ``cell`` metadata of a checkpoint from a data set's :class:`CellLayout`."""
     return {
@@ -77,6 +84,8 @@ def cell_meta_from_layout(layout) -> dict:
         "soma_segment": int(layout.soma_segment),
         "input_segments": [int(i) for i in layout.input_segments],
         "n_segments": int(layout.n_segments),
+        **dict(zip(("input_sections", "section_distances"), sections_of_inputs(
+            layout.segment_names, segment_midpoints(layout), layout.input_segments, layout.soma_segment))),
     }
 
 

@@ -28,7 +28,8 @@ from surrogate_cell.models.srm import SRM, SRMConfig
 from surrogate_cell.training.checkpoint import CheckpointError, load_checkpoint, model_meta, save_checkpoint
 
 SAME_ARCHITECTURE = ("in_channels", "n_tasks", "window", "event_channels", "taus", "hidden", "mlp_layers",
-                     "spike_hidden", "soma_segment", "pooled_taus", "input_pools")
+                     "spike_hidden", "soma_segment", "pooled_taus", "input_pools", "subunit_hidden",
+                     "subunit_out", "input_sections", "section_distances")
 """SRMConfig fields every member must share."""
 
 THRESHOLD_TOLERANCE_MV = 1e-3
@@ -85,13 +86,16 @@ def ensemble_model(models: list[SRM], normalisations: list[Normalisation], targe
 
 
 def _stack_trunks(ensemble: SRM, models: list[SRM]) -> None:
-    """Projection rows, MLP layers and spike heads of every member, side by side."""
+    """Projection rows, MLP layers, subunits and spike heads of every member, side by side."""
     ensemble.projection.weight.copy_(torch.cat([m.projection.weight for m in models]))
     ensemble.projection.bias.copy_(torch.cat([m.projection.bias for m in models]))
     linear_layers = [i for i, layer in enumerate(models[0].mlp) if isinstance(layer, torch.nn.Linear)]
     for index in linear_layers:
         ensemble.mlp[index].weight.copy_(torch.stack([m.mlp[index].weight for m in models]))
         ensemble.mlp[index].bias.copy_(torch.stack([m.mlp[index].bias for m in models]))
+    if ensemble.subunits is not None:  # every subunit parameter has the members first
+        for name, parameter in ensemble.subunits.named_parameters():
+            parameter.copy_(torch.cat([m.subunits.get_parameter(name) for m in models]))
     hidden_layer, logit_layer = ensemble.spike_head.layers[0], ensemble.spike_head.layers[2]
     hidden_layer.weight.copy_(torch.stack([m.spike_head[0].weight for m in models]))
     hidden_layer.bias.copy_(torch.stack([m.spike_head[0].bias for m in models]))

@@ -90,6 +90,9 @@ class TrainConfig:
     validation_fraction: float = 0.15
     test_fraction: float = 0.15
     seed: int = 0
+    # weights and batch order; None: ``seed``. Members of an ensemble share ``seed`` (one split,
+    # so that the test split stays held out from all of them) and differ here.
+    init_seed: int | None = None
     max_simulations: int = 0
     device: str = "auto"
     mixed_precision: bool = True  # bfloat16 autocast on CUDA and on CPUs with native bfloat16
@@ -108,6 +111,11 @@ class TrainConfig:
         """Check the choices."""
         if self.lr_schedule not in ("constant", "cosine"):
             raise ValueError(f"lr_schedule must be 'constant' or 'cosine', got {self.lr_schedule!r}")
+
+    @property
+    def weight_seed(self) -> int:
+        """The seed of the initial weights and the batch order."""
+        return self.seed if self.init_seed is None else self.init_seed
 
     def learning_rate(self, step: int) -> float:
         """The learning rate of optimiser step ``step`` (0-based)."""
@@ -449,7 +457,8 @@ class MetricsLog:
 
 def cell_fields(family: str, data: PreparedData, fields: dict | None = None) -> dict:
     """The data-derived :data:`CELL_FIELDS` that ``family``'s config has (soma, spike threshold,
-    and the input pools when the model ``fields`` ask for pooled filters)."""
+    the input pools when the model ``fields`` ask for pooled filters, the input sections when
+    they ask for dendritic subunits)."""
     cell = data.cell_meta
     soma = int(cell["soma_segment"])
     values = {"soma_segment": soma,
@@ -458,6 +467,8 @@ def cell_fields(family: str, data: PreparedData, fields: dict | None = None) -> 
     if (fields or {}).get("pooled_taus"):
         values["input_pools"] = pools_by_section_type(
             [cell["section_types"][segment] for segment in cell["input_segments"]])
+    if (fields or {}).get("subunit_hidden"):
+        values["input_sections"], values["section_distances"] = cell["input_sections"], cell["section_distances"]
     return {name: value for name, value in values.items()
             if name in CELL_FIELDS and name in family_fields(family)}
 
@@ -480,7 +491,7 @@ class Trainer:
         family, fields = load_model_config(config.model)
         self.family = family
         self.data = prepare_data(config, int(fields.get("window", 100)), self.show_progress)
-        torch.manual_seed(config.seed)
+        torch.manual_seed(config.weight_seed)
         self.model = build_model(family, {
             **fields,
             "in_channels": self.data.train.n_event_channels + self.data.train.n_segments,
@@ -492,7 +503,7 @@ class Trainer:
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.lr,
                                           weight_decay=config.weight_decay)
         self.sampler = BalancedSampler(self.data.train, config.spike_fraction, config.rollout_steps,
-                                       np.random.default_rng([config.seed, self.rank]),
+                                       np.random.default_rng([config.weight_seed, self.rank]),
                                        lead=config.free_lead_ms)
         self.balancer = LossBalancer(config.lbtw_alpha, config.spike_loss_weight)
         self.val_positions = validation_positions(self.data.validation, config.val_windows, config.seed)
@@ -666,6 +677,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--batch-size", dest="batch_size", type=int, metavar="B", help="windows per step")
     parser.add_argument("--device", help="auto (default), cpu or cuda")
     parser.add_argument("--seed", type=int, help="seed of the split, initialisation and sampling")
+    parser.add_argument("--init-seed", dest="init_seed", type=int,
+                        help="seed of the initialisation and sampling only (ensemble members: one split)")
     parser.add_argument("--no-progress", action="store_true", help="do not show progress bars")
 
 
@@ -674,7 +687,8 @@ def run(args) -> int:
     import sys
 
     overrides = {name: getattr(args, name) for name in
-                 ("data", "extra_data", "out_dir", "model", "init_from", "max_steps", "batch_size", "device", "seed")}
+                 ("data", "extra_data", "out_dir", "model", "init_from", "max_steps", "batch_size", "device", "seed",
+                  "init_seed")}
     try:
         config = load_train_config(args.config, **overrides)
         if not config.data:
