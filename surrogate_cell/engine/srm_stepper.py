@@ -6,7 +6,8 @@ engine keeps, per cell and time constant, the *projected* filter state (n_cells,
 hidden) and updates it each step with the projection rows of the events that enter and leave
 the window (sparse: a gather of weight rows per event). The MLP and towers then run on
 (n_cells, hidden); the MLP and the spike tower once more for the window without its newest
-column (the "one step earlier" spike logit, whose threshold crossing is a spike). With
+column (the "one step earlier" spike logit, whose threshold crossing is a spike) — only for
+the cells whose spike logit is above threshold, the only ones that can cross. With
 dendritic subunits, the sections' filtered input sums (n_cells, n_taus, 2 n_sections + 1) are
 recursive filters of the same kind, and the subunit MLP runs on them each step. Same API
 and time convention as :class:`~surrogate_cell.engine.FullWindowStepper`, and the same
@@ -114,8 +115,6 @@ class SRMStepper:
         projected_entering = self._projected(active_entering)
         self.state = (self.state * self.decay + projected_entering
                       - self.leaving_weight * self._projected(active_leaving) - self.edge_weight * edge * self.rows[-1])
-        # the model's "one step earlier" logit reads this window without its newest column
-        earlier = ((self.state - projected_entering) / self.decay).sum(dim=1) + self.bias
         now = self.state.sum(dim=1) + self.bias
         if self.subunits is not None:
             sections_entering = torch.sparse.mm(active_entering, self.section_map)[:, None]
@@ -123,9 +122,8 @@ class SRMStepper:
                                   - self.section_leaving * torch.sparse.mm(active_leaving, self.section_map)[:, None]
                                   - self.section_edge * edge * self.section_map[-1])
             now = now + self.subunits(self.section_state)
-            earlier = earlier + self.subunits((self.section_state - sections_entering) / self.section_decay)
         voltage_z, self.spike_logits = self.model.heads(now)
-        gate = self.model.spike_gate(self.spike_logits, self.model.spike_logit(earlier))
+        gate = self._spike_gate(projected_entering, sections_entering if self.subunits is not None else None)
         voltage_z = voltage_z + gate[:, None] * self.model.spike_jump
         self.latest_z = within_training_range(voltage_z, self.z_bounds)
         soma_above = self.latest_z[:, self.soma] > self._threshold()
@@ -135,6 +133,25 @@ class SRMStepper:
         voltage = self.latest_z * self.std + self.mean
         check_finite(voltage, self.steps_taken)
         return voltage
+
+    def _spike_gate(self, projected_entering: Tensor, sections_entering: Tensor | None) -> Tensor:
+        """The model's spike gate: 1 where the spike logit crosses its threshold upwards.
+
+        The model compares with the logit of this window without its newest column ("one
+        step earlier"). Only cells whose logit is above threshold now can cross, so that logit
+        (the MLP, spike head and subunits once more) is computed for them alone.
+        """
+        gate = torch.zeros_like(self.spike_logits)
+        candidates = torch.nonzero(self.spike_logits > self.model.config.spike_logit_threshold).flatten()
+        if candidates.numel() == 0:
+            return gate
+        state = self.state[candidates]
+        earlier = ((state - projected_entering[candidates]) / self.decay).sum(dim=1) + self.bias
+        if sections_entering is not None:
+            earlier = earlier + self.subunits(
+                (self.section_state[candidates] - sections_entering[candidates]) / self.section_decay)
+        gate[candidates] = self.model.spike_gate(self.spike_logits[candidates], self.model.spike_logit(earlier))
+        return gate
 
     def _threshold(self) -> float:
         return math.inf if self.threshold_z is None else self.threshold_z
@@ -161,26 +178,26 @@ class SRMStepper:
         """FLOPs one cell needs per step, by part (multiply-adds count 2), events at ``event_density``.
 
         The filter update adds the projection rows of the events entering and leaving the
-        window and decays the state; the MLP and towers run on the projected features, the MLP
-        and spike output once more for the "one step earlier" logit.
+        window and decays the state; the subunits, MLP, towers and spike head run on the
+        projected features once. Not counted: the "one step earlier" logit, computed again
+        only for the few cells whose spike logit is above threshold.
         """
         config = self.model.config
         rows_added = 2 * event_density * self.n_events  # entering + leaving
         spike_head = 2 * config.members * (2 * config.hidden * config.spike_hidden + config.spike_hidden)
-        # without a spike head the spike logit is the last tower, evaluated once more one step earlier
-        tower_rows = self.model.towers.out_features + (0 if config.spike_hidden else 1)
+        tower_rows = self.model.towers.out_features
         subunits = 0
         if config.subunit_hidden:
             n_features, hidden = 3 * len(config.taus) + 1, config.subunit_hidden
             per_section = 2 * (n_features * hidden + hidden * hidden + hidden * config.subunit_out
                                + config.subunit_out * config.hidden)
-            subunits = 2 * config.members * config.n_sections * per_section  # now and one step earlier
+            subunits = config.members * config.n_sections * per_section
         return {
             "filter update": int(rows_added * self.n_taus * self.width + 3 * self.n_taus * self.width),
             "subunits": subunits,
-            "mlp": 2 * 2 * config.mlp_layers * config.members * config.hidden ** 2,
+            "mlp": 2 * config.mlp_layers * config.members * config.hidden ** 2,
             "towers": 2 * 2 * self.width * tower_rows,
-            "spike head": 2 * spike_head,  # now and one step earlier (0 without a spike head)
+            "spike head": spike_head,  # 0 without a spike head: the spike logit is a tower row
         }
 
     def flops_per_cell_step(self, event_density: float = 0.01) -> int:
