@@ -115,7 +115,7 @@ class SRMStepper:
         projected_entering = self._projected(active_entering)
         self.state = (self.state * self.decay + projected_entering
                       - self.leaving_weight * self._projected(active_leaving) - self.edge_weight * edge * self.rows[-1])
-        now = self.state.sum(dim=1) + self.bias
+        now, sections_entering = self.state.sum(dim=1) + self.bias, None
         if self.subunits is not None:
             sections_entering = torch.sparse.mm(active_entering, self.section_map)[:, None]
             self.section_state = (self.section_state * self.section_decay + sections_entering
@@ -123,7 +123,7 @@ class SRMStepper:
                                   - self.section_edge * edge * self.section_map[-1])
             now = now + self.subunits(self.section_state)
         voltage_z, self.spike_logits = self.model.heads(now)
-        gate = self._spike_gate(projected_entering, sections_entering if self.subunits is not None else None)
+        gate = self._spike_gate(projected_entering, sections_entering)
         voltage_z = voltage_z + gate[:, None] * self.model.spike_jump
         self.latest_z = within_training_range(voltage_z, self.z_bounds)
         soma_above = self.latest_z[:, self.soma] > self._threshold()

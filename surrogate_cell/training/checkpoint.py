@@ -77,6 +77,8 @@ def segment_midpoints(layout) -> np.ndarray:
 
 def cell_meta_from_layout(layout) -> dict:
     """The ``cell`` metadata of a checkpoint from a data set's :class:`CellLayout`."""
+    input_sections, section_distances = sections_of_inputs(
+        layout.segment_names, segment_midpoints(layout), layout.input_segments, layout.soma_segment)
     return {
         "recipe": layout.recipe,
         "segment_hash": layout.segment_hash,
@@ -84,8 +86,8 @@ def cell_meta_from_layout(layout) -> dict:
         "soma_segment": int(layout.soma_segment),
         "input_segments": [int(i) for i in layout.input_segments],
         "n_segments": int(layout.n_segments),
-        **dict(zip(("input_sections", "section_distances"), sections_of_inputs(
-            layout.segment_names, segment_midpoints(layout), layout.input_segments, layout.soma_segment))),
+        "input_sections": list(input_sections),
+        "section_distances": list(section_distances),
     }
 
 
