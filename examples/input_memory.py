@@ -2,7 +2,8 @@
 
 Runs the default L5PC in NEURON on drawn input, then again with all input before a cut time
 replaced by the input of another simulation (everything after the cut identical), and prints
-the rms difference of the subthreshold soma voltage as a function of the time since the cut.
+the rms difference of the subthreshold soma voltage as a function of the time since the cut,
+and the F1 (±3 ms) of the second run's somatic spikes against the first's from each lag on.
 A surrogate that reads only the last ``W`` ms of input cannot know what happened before them,
 so the difference at lag ``W`` is (up to what input statistics reveal about the past) a floor
 on its voltage error; the lag where the difference falls below a tolerance is the window the
@@ -25,6 +26,7 @@ from tqdm.auto import tqdm
 
 from surrogate_cell.data.inputs import SynapticInput
 from surrogate_cell.data.simulation import CellSimulator, load_simulation_config
+from surrogate_cell.spikes import spike_scores
 
 HIGH_DRIVE_CONFIG = Path(__file__).resolve().parents[1] / "training" / "data" / "published_high_drive.yaml"
 HELD_OUT_SEED = 5051
@@ -78,6 +80,19 @@ def rms_by_lag(reference: list[np.ndarray], spliced: list[np.ndarray], cut_ms: i
     return rows
 
 
+def spike_agreement_after(reference_spikes, spliced_spikes, start_ms: int) -> dict:
+    """F1 (±3 ms) of the spliced runs' somatic spike times against the reference's, from ``start_ms`` on.
+
+    The spike-timing counterpart of the rms difference: what a perfect surrogate that sees the
+    input only from ``start_ms`` minus the lag on could reach at best, if the past it guesses is
+    as good as another simulation's.
+    """
+    true_spikes = [times[times >= start_ms] for times in reference_spikes]
+    other_spikes = [times[times >= start_ms] for times in spliced_spikes]
+    return {"spike_f1_after": float(spike_scores(true_spikes, other_spikes)["f1"]),
+            "n_spikes_after": int(sum(len(t) for t in true_spikes))}
+
+
 def main(argv=None) -> dict:
     """Run every simulation twice (own past, another's past) and print the table."""
     args = parse_arguments(argv)
@@ -89,10 +104,13 @@ def main(argv=None) -> dict:
         cut_bin = config.warmup_ms + args.cut_ms
         reference, spliced = [], []
         for inputs, donor in tqdm(list(zip(drawn[:-1], drawn[1:])), desc="NEURON runs (x2)", unit="sim"):
-            reference.append(simulator.simulate_inputs(inputs, args.duration_ms).vmem[soma].astype(float))
-            spliced.append(simulator.simulate_inputs(with_past_of(inputs, donor, cut_bin),
-                                                     args.duration_ms).vmem[soma].astype(float))
-    rows = rms_by_lag(reference, spliced, args.cut_ms, args.lags, args.bin_ms)
+            reference.append(simulator.simulate_inputs(inputs, args.duration_ms))
+            spliced.append(simulator.simulate_inputs(with_past_of(inputs, donor, cut_bin), args.duration_ms))
+    rows = rms_by_lag([run.vmem[soma].astype(float) for run in reference],
+                      [run.vmem[soma].astype(float) for run in spliced], args.cut_ms, args.lags, args.bin_ms)
+    for row in rows.values():
+        row.update(spike_agreement_after([run.spike_times for run in reference],
+                                         [run.spike_times for run in spliced], args.cut_ms + row["lag_ms"]))
     print_table(rows, args)
     if args.out is not None:
         args.out.write_text(json.dumps(rows, indent=2))
@@ -103,9 +121,10 @@ def print_table(rows: dict, args: argparse.Namespace) -> None:
     """One line per lag bin, then the first bin below the tolerance."""
     print(f"\n{args.n_sims} simulations ({args.config.name}, seed {args.seed}): input before "
           f"{args.cut_ms} ms replaced by another simulation's")
-    print(f"{'ms since the cut':>18}{'soma rms (mV)':>15}{'samples':>9}")
+    print(f"{'ms since the cut':>18}{'soma rms (mV)':>15}{'samples':>9}{'spike F1 from here on':>23}")
     for label, row in rows.items():
-        print(f"{label:>18}{row['soma_rms_mv']:15.2f}{row['n_samples']:9d}")
+        print(f"{label:>18}{row['soma_rms_mv']:15.2f}{row['n_samples']:9d}"
+              f"{row['spike_f1_after']:14.2f} ({row['n_spikes_after']} spikes)")
     forgotten = [row["lag_ms"] for row in rows.values() if row["soma_rms_mv"] < args.tolerance_mv]
     print(f"first lag with rms < {args.tolerance_mv:g} mV: "
           + (f"{forgotten[0]} ms" if forgotten else "none of those measured"))

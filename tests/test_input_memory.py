@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from tests.conftest import load_example
@@ -39,3 +40,14 @@ def test_lags_beyond_the_recording_are_refused_with_the_option_named(example, ca
     with pytest.raises(SystemExit):
         example.parse_arguments(["--duration-ms", "300", "--cut-ms", "250", "--lags", "100"])
     assert "--lags" in capsys.readouterr().err
+
+
+def test_spike_agreement_counts_only_spikes_from_the_start_on(example):
+    reference, shifted = [np.array([10.0, 200.0, 400.0])], [np.array([50.0, 202.0, 409.0])]
+    agreement = example.spike_agreement_after(reference, shifted, start_ms=100)
+    assert agreement["n_spikes_after"] == 2
+    assert agreement["spike_f1_after"] == 0.5  # 202 matches 200 within 3 ms, 409 misses 400
+
+
+def test_every_lag_reports_the_spike_agreement_from_there_on(rows):
+    assert all(0.0 <= row["spike_f1_after"] <= 1.0 for row in rows.values())
