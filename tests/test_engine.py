@@ -155,6 +155,33 @@ def test_srm_stepper_equals_full_recompute_with_spike_feedback(spike_hidden, mem
     assert n_spikes > 3  # the spike feedback path was exercised
 
 
+def test_srm_cells_with_their_own_logit_thresholds_step_as_separate_runs():
+    model = small_srm(spike_hidden=5, **SUBUNITS)
+    generator = torch.Generator().manual_seed(2)
+    history = -70.0 + 5.0 * torch.randn(N_CELLS, 100, N_SEGMENTS, generator=generator)
+    events = random_events(generator, N_CELLS, 100, N_EVENTS)
+    thresholds = (model.config.spike_logit_threshold, 2.0)
+    separate = []
+    for threshold in thresholds:
+        model.config.spike_logit_threshold = threshold
+        separate.append(SRMStepper(model, NORMALISATION, N_CELLS, dtype=torch.float64))
+    together = SRMStepper(model, NORMALISATION, 2 * N_CELLS, dtype=torch.float64,
+                          logit_thresholds=torch.tensor(thresholds).repeat_interleave(N_CELLS))
+    for stepper in separate:
+        stepper.reset(history, events)
+    together.reset(history.repeat(2, 1, 1), events.repeat(2, 1, 1))
+    differed = False
+    for step in range(100):
+        step_events = random_events(generator, N_CELLS, N_EVENTS)
+        expected = torch.cat([stepper.step(step_events) for stepper in separate])
+        torch.testing.assert_close(together.step(step_events.repeat(2, 1)), expected, rtol=1e-9, atol=1e-9,
+                                   msg=f"step {step}")
+        differed |= not torch.equal(expected[:N_CELLS], expected[N_CELLS:])
+    assert differed  # the thresholds changed the spikes
+    with pytest.raises(ValueError, match="one threshold per cell"):
+        SRMStepper(model, NORMALISATION, N_CELLS, logit_thresholds=torch.zeros(N_CELLS + 1))
+
+
 def test_dense_events_take_the_dense_path_and_stay_exact():
     model = small_model("mh")
     assert largest_relative_error(model, torch.float64, 100, n_steps=30, density=0.3) < 1e-12

@@ -25,7 +25,12 @@ from surrogate_cell.datasets.windows import (
 )
 from surrogate_cell.models.srm import pools_by_section_type
 from surrogate_cell.training.__main__ import main
-from surrogate_cell.training.calibrate import calibrate_checkpoint, validation_raw
+from surrogate_cell.training.calibrate import (
+    best_threshold,
+    calibrate_checkpoint,
+    teacher_forced_spikes,
+    validation_raw,
+)
 from surrogate_cell.training.checkpoint import CheckpointError, load_checkpoint, read_checkpoint
 from surrogate_cell.training.ensemble import build_ensemble, held_out_splits
 from surrogate_cell.spikes import best_crossing_threshold, match_spikes
@@ -275,12 +280,27 @@ def test_srm_training_calibrates_its_spike_output(data_set, extra_data_set, tmp_
     assert labels == [*meta["data"]["validation"], *(f"extra/{i}" for i in meta["data"]["extra"][0]["validation"])]
     summary = meta["spike_calibration"]
     assert summary["spike_logit_threshold"] == model.config.spike_logit_threshold
-    assert main(["calibrate", "--checkpoint", str(out_dir / "last.pt")]) == 0
+    assert main(["calibrate", "--checkpoint", str(out_dir / "last.pt"), "--match", "count"]) == 0
+    assert load_checkpoint(out_dir / "last.pt")[2]["spike_calibration"]["match"] == "count"
     tiny_mh = tmp_path / "mh"
     main(["train", "--data", str(data_set), "--model", str(REPO_ROOT / "training/models/mh_small.yaml"),
           "--out-dir", str(tiny_mh), "--max-steps", "2", "--batch-size", "4", "--no-progress"])
     with pytest.raises(CheckpointError, match="only SRM"):
         calibrate_checkpoint(tiny_mh / "best.pt")
+
+
+def test_a_count_matched_threshold_predicts_the_true_number_of_spikes():
+    logits = np.zeros((1, 100))
+    logits[0, [10, 30, 50, 70]] = 5.0, 4.0, 3.0, 2.0
+    true_spikes = [np.array([10.0, 50.0])]
+    crossings = teacher_forced_spikes(logits, t0=0)
+    fractions = (0.005, 0.015, 0.025)  # thresholds between the peaks: 1, 2 and 3 spikes
+    by_f1 = best_threshold(logits, fractions, crossings, true_spikes)
+    by_count = best_threshold(logits, fractions, crossings, true_spikes, match="count")
+    assert (by_f1[1]["n_predicted"], by_f1[1]["f1"]) == (3, pytest.approx(0.8))
+    assert (by_count[1]["n_predicted"], by_count[1]["f1"]) == (2, pytest.approx(0.5))
+    with pytest.raises(ValueError, match="count"):
+        best_threshold(logits, fractions, crossings, true_spikes, match="rate")
 
 
 def test_an_ensemble_of_srms_predicts_their_mean_voltage_and_calibrates(data_set, tmp_path):

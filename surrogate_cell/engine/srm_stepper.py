@@ -37,11 +37,14 @@ class SRMStepper:
     :meth:`reset` sets the history, :meth:`step` takes the events of ``[t, t+1)`` and returns
     the voltages (n_cells, S) mV at ``t+1``; :attr:`spike_logits` holds the spike-task output.
     The window of inputs (events and the somatic spike train) is kept as a ring buffer, only
-    to know what leaves the window.
+    to know what leaves the window. ``logit_thresholds`` (n_cells,) gives every cell its own
+    spike-logit threshold (default: the model's calibrated one for all), so that a calibration
+    tries many thresholds in one batched run.
     """
 
     def __init__(self, model: SRM, normalisation: Normalisation, n_cells: int,
-                 device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32):
+                 device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32,
+                 logit_thresholds: Tensor | None = None):
         if not isinstance(model, SRM):
             raise TypeError(f"SRMStepper steps SRM models, not {type(model).__name__}")
         adopt_model(self, model, normalisation, n_cells, device, dtype)
@@ -66,6 +69,7 @@ class SRMStepper:
                 weights[:n_short] for weights in (self.decay, self.leaving_weight, self.edge_weight))
             self.section_state = torch.zeros(n_cells, n_short, self.section_map.shape[1], device=device, dtype=dtype)
         self.threshold_z = config.spike_threshold_z
+        self.logit_thresholds = self._logit_thresholds(logit_thresholds)
         self.soma = config.soma_segment
         self.state = torch.zeros(n_cells, self.n_taus, self.width, device=device, dtype=dtype)
         self.inputs = torch.zeros(n_cells, self.window, self.n_inputs, device=device, dtype=torch.bool)
@@ -142,7 +146,7 @@ class SRMStepper:
         (the MLP, spike head and subunits once more) is computed for them alone.
         """
         gate = torch.zeros_like(self.spike_logits)
-        candidates = torch.nonzero(self.spike_logits > self.model.config.spike_logit_threshold).flatten()
+        candidates = torch.nonzero(self.spike_logits > self.logit_thresholds).flatten()
         if candidates.numel() == 0:
             return gate
         state = self.state[candidates]
@@ -150,8 +154,20 @@ class SRMStepper:
         if sections_entering is not None:
             earlier = earlier + self.subunits(
                 (self.section_state[candidates] - sections_entering[candidates]) / self.section_decay)
-        gate[candidates] = self.model.spike_gate(self.spike_logits[candidates], self.model.spike_logit(earlier))
+        gate[candidates] = self.model.spike_gate(self.spike_logits[candidates], self.model.spike_logit(earlier),
+                                                 self.logit_thresholds[candidates])
         return gate
+
+    def _logit_thresholds(self, values: Tensor | None) -> Tensor:
+        """(n_cells,) spike-logit thresholds: ``values``, or the model's for every cell."""
+        if values is None:
+            return torch.full((self.n_cells,), float(self.model.config.spike_logit_threshold),
+                              device=self.device, dtype=self.dtype)
+        values = torch.as_tensor(values, device=self.device, dtype=self.dtype)
+        if values.shape != (self.n_cells,):
+            raise ValueError(f"logit_thresholds has shape {tuple(values.shape)}; give one threshold per cell, "
+                             f"shape ({self.n_cells},)")
+        return values
 
     def _threshold(self) -> float:
         return math.inf if self.threshold_z is None else self.threshold_z

@@ -440,11 +440,12 @@ class SRM(nn.Module):
             gate = self.spike_gate(spike_logit, earlier)
         return voltage + gate[:, None] * self.spike_jump, spike_logit
 
-    def spike_gate(self, spike_logit: Tensor, earlier_logit: Tensor) -> Tensor:
-        """1 where the spike logit crosses ``spike_logit_threshold`` upwards, else 0 (evaluation).
+    def spike_gate(self, spike_logit: Tensor, earlier_logit: Tensor, threshold: float | Tensor | None = None) -> Tensor:
+        """1 where the spike logit crosses ``threshold`` (default ``spike_logit_threshold``;
+        a tensor gives one per row) upwards, else 0 (evaluation).
 
         Only the crossing spikes, as in the calibration: a logit staying above threshold for
         several milliseconds is one spike, not a train of them.
         """
-        threshold = self.config.spike_logit_threshold
+        threshold = self.config.spike_logit_threshold if threshold is None else threshold
         return ((spike_logit > threshold) & (earlier_logit <= threshold)).to(spike_logit.dtype)

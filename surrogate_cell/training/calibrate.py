@@ -10,9 +10,11 @@ within ±3 ms) on the validation splits of the data sets it was trained on (``--
 true 100 ms history — what ``SurrogateCell`` does, spikes detected by the soma-voltage
 threshold — or, if no free run finds a spike, the best teacher-forced one. Both
 are written into the checkpoint (``spike_logit_threshold`` in the model config, ``spike_jump``
-in the weights).
+in the weights). With ``--match count`` the threshold is instead the one whose number of
+spikes comes closest to the true number (ties by F1): the firing rate, which a recurrent
+network of surrogates amplifies, matters more there than the timing of single spikes.
 
-    python -m surrogate_cell.training calibrate --checkpoint runs/srm/best.pt
+    python -m surrogate_cell.training calibrate --checkpoint runs/srm/best.pt [--match count]
 """
 
 from __future__ import annotations
@@ -56,48 +58,66 @@ def logit_crossing_times(logits: np.ndarray, threshold: float, t0: int) -> list[
     return [t0 + np.flatnonzero(row).astype(float) for row in onsets]
 
 
-def best_threshold(logits: np.ndarray, fractions, predicted_spikes, spike_times) -> tuple[float, dict]:
+#: what a calibrated threshold matches: the spike times (F1) or the number of spikes (then F1)
+MATCH_OBJECTIVES = ("f1", "count")
+
+
+def match_quality(scores: dict, match: str) -> tuple:
+    """Sort key of a candidate threshold's ``scores``: higher is better."""
+    if match == "count":
+        return -abs(scores["n_predicted"] - scores["n_true"]), scores["f1"]
+    return (scores["f1"],)
+
+
+def best_threshold(logits: np.ndarray, fractions, predicted_spikes, spike_times,
+                   match: str = "f1") -> tuple[float, dict]:
     """Among logit quantiles leaving ``fractions`` of milliseconds above, the threshold whose
-    ``predicted_spikes(threshold)`` best match ``spike_times`` (F1 within ±3 ms), and its scores."""
-    best = (np.inf, {"f1": -1.0})
-    for fraction in fractions:
-        threshold = float(np.quantile(logits, 1.0 - fraction))
-        scores = spike_scores(spike_times, predicted_spikes(threshold), SPIKE_TOLERANCE_MS)
-        if scores["f1"] > best[1]["f1"]:
-            best = (threshold, scores)
-    return best
+    predicted spikes best match ``spike_times``, and its scores.
+
+    ``predicted_spikes(thresholds)`` gives the spike trains of every threshold.
+    ``match="f1"``: the best F1 within ±3 ms; ``"count"``: the number of spikes closest to the
+    true number (the firing rate, what a network of surrogates inherits), ties by F1.
+    """
+    if match not in MATCH_OBJECTIVES:
+        raise ValueError(f"unknown match {match!r}: use one of {', '.join(MATCH_OBJECTIVES)}")
+    thresholds = [float(np.quantile(logits, 1.0 - fraction)) for fraction in fractions]
+    candidates = [(threshold, spike_scores(spike_times, trains, SPIKE_TOLERANCE_MS))
+                  for threshold, trains in zip(thresholds, predicted_spikes(thresholds))]
+    return max(candidates, key=lambda candidate: match_quality(candidate[1], match), default=(np.inf, {"f1": -1.0}))
+
+
+def teacher_forced_spikes(logits: np.ndarray, t0: int):
+    """``thresholds -> spike trains``: the upward crossings of teacher-forced ``logits``."""
+    return lambda thresholds: [logit_crossing_times(logits, threshold, t0) for threshold in thresholds]
 
 
 @torch.no_grad()
-def free_run_spike_times(model, normalisation, data: WindowData, threshold_mv: float) -> list[np.ndarray]:
-    """Somatic spike times of free runs of every simulation in ``data`` from its first 100 ms."""
-    window, n_sims = data.window, len(data.sim_indices)
-    stepper = SRMStepper(model, normalisation, n_sims)
+def free_run_spike_times(model, normalisation, data: WindowData, threshold_mv: float,
+                         logit_thresholds) -> list[list[np.ndarray]]:
+    """Somatic spike times of free runs of every simulation in ``data`` from its first 100 ms,
+    once per spike-logit threshold: all in one batch of ``n_thresholds x n_sims`` cells."""
+    window, n_sims, n_runs = data.window, len(data.sim_indices), len(logit_thresholds)
+    per_cell = torch.as_tensor(logit_thresholds, dtype=torch.float32).repeat_interleave(n_sims)
+    stepper = SRMStepper(model, normalisation, n_runs * n_sims, logit_thresholds=per_cell)
     events = data.events.float()
     # reset() takes the event bins one ms before the voltages: the first step adds bin W-1
     earlier_events = torch.cat([torch.zeros_like(events[:, :1]), events[:, :window - 1]], dim=1)
-    stepper.reset(normalisation.to_mv(data.voltages[:, :window]), earlier_events)
-    soma = np.empty((n_sims, data.n_ms - window))
-    for step in tqdm(range(data.n_ms - window), desc="free run", leave=False):
-        soma[:, step] = stepper.step(events[:, window - 1 + step])[:, model.config.soma_segment].numpy()
-    return soma_spike_trains(soma, threshold_mv, window)
-
-
-def free_run_spikes_at(model, normalisation, data: WindowData, threshold_mv: float):
-    """``threshold -> free-run spike times`` with ``model``'s spike logit threshold set to it."""
-    def predicted(threshold: float) -> list[np.ndarray]:
-        model.config.spike_logit_threshold = threshold
-        return free_run_spike_times(model, normalisation, data, threshold_mv)
-    return predicted
+    stepper.reset(normalisation.to_mv(data.voltages[:, :window]).repeat(n_runs, 1, 1),
+                  earlier_events.repeat(n_runs, 1, 1))
+    soma = np.empty((n_runs * n_sims, data.n_ms - window))
+    for step in tqdm(range(data.n_ms - window), desc=f"free runs ({n_runs} thresholds)", leave=False):
+        soma[:, step] = stepper.step(events[:, window - 1 + step].repeat(n_runs, 1))[:, model.config.soma_segment].numpy()
+    trains = soma_spike_trains(soma, threshold_mv, window)
+    return [trains[run * n_sims:(run + 1) * n_sims] for run in range(n_runs)]
 
 
 @torch.no_grad()
 def calibrate_model(model, data: WindowData, spike_times, normalisation=None, threshold_mv=None,
-                    batch_size: int = 512) -> dict:
+                    batch_size: int = 512, match: str = "f1") -> dict:
     """Set ``model``'s spike jump and threshold from ``data``; returns a summary.
 
     Without ``normalisation`` and ``threshold_mv`` (the soma spike threshold) only the
-    teacher-forced threshold is tried.
+    teacher-forced threshold is tried. ``match``: see :func:`best_threshold`.
     """
     model.eval()
     jump = model.spike_jump.detach().clone()
@@ -109,14 +129,14 @@ def calibrate_model(model, data: WindowData, spike_times, normalisation=None, th
         jump = (targets - voltages)[flags].mean(dim=0)
     model.spike_jump.copy_(jump)
     true_in_range, logits = [t[t > data.window] for t in spike_times], logits.numpy()
-    threshold, scores = best_threshold(logits, EXCEEDANCE_FRACTIONS,
-                                       partial(logit_crossing_times, logits, t0=data.window), true_in_range)
+    threshold, scores = best_threshold(logits, EXCEEDANCE_FRACTIONS, teacher_forced_spikes(logits, data.window),
+                                       true_in_range, match)
     summary = {"teacher_forced": {"spike_logit_threshold": threshold, "spike_scores": scores},
-               "n_spike_targets": int(flags.sum())}
+               "n_spike_targets": int(flags.sum()), "match": match}
     if normalisation is not None and threshold_mv is not None:
         free_threshold, free_scores = best_threshold(
-            logits, tqdm(FREE_RUN_FRACTIONS, desc="free-run thresholds", leave=False),
-            free_run_spikes_at(model, normalisation, data, threshold_mv), true_in_range)
+            logits, FREE_RUN_FRACTIONS, partial(free_run_spike_times, model, normalisation, data, threshold_mv),
+            true_in_range, match)
         summary["free_running"] = {"spike_logit_threshold": free_threshold, "spike_scores": free_scores}
         if free_scores["f1"] > 0:
             threshold, scores = free_threshold, free_scores
@@ -142,15 +162,17 @@ def validation_raw(meta: dict, path, data_path=None, progress: bool = True) -> t
 
 
 def calibrate_checkpoint(path: str | Path, data_path: str | Path | None = None,
-                         progress: bool = True) -> dict:
-    """Calibrate the SRM in checkpoint ``path`` on its validation splits and rewrite the file."""
+                         progress: bool = True, match: str = "f1") -> dict:
+    """Calibrate the SRM in checkpoint ``path`` on its validation splits and rewrite the file
+    (``match``: see :func:`best_threshold`)."""
     model, normalisation, meta, payload = load_checkpoint(path)
     if not hasattr(model, "spike_jump"):
         raise CheckpointError(f"{path} holds a {meta['family']} model; only SRM models have an "
                               "all-or-none spike output to calibrate.")
     raw, labels = validation_raw(meta, path, data_path, progress)
     data = build_window_data(raw, normalisation, model.config.window, labels)
-    summary = calibrate_model(model, data, raw[3], normalisation, meta["cell"].get("spike_threshold_mv"))
+    summary = calibrate_model(model, data, raw[3], normalisation, meta["cell"].get("spike_threshold_mv"),
+                              match=match)
     meta = {**meta, **model_meta(model, meta["family"]), "spike_calibration": summary}
     standard = {"format", "format_version", "meta", "model", "norm_mean", "norm_std", "norm_low", "norm_high"}
     extra = {key: value for key, value in payload.items() if key not in standard}
@@ -170,12 +192,16 @@ def add_arguments(parser) -> None:
     parser.add_argument("--data", metavar="H5", help="the primary training data set (default: the path in "
                                                      "the checkpoint; extra data sets are read from "
                                                      "their recorded paths)")
+    parser.add_argument("--match", choices=MATCH_OBJECTIVES, default="f1",
+                        help="f1: the threshold whose spike times best match the true ones (default); "
+                             "count: the one whose number of spikes is closest to the true number, "
+                             "i.e. the firing rate a network of surrogates inherits")
 
 
 def run(args) -> int:
     """Run the ``calibrate`` subcommand; returns the exit status."""
     try:
-        summary = calibrate_checkpoint(args.checkpoint, args.data)
+        summary = calibrate_checkpoint(args.checkpoint, args.data, match=args.match)
     except (ValueError, CheckpointError, OSError, KeyError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
@@ -184,6 +210,7 @@ def run(args) -> int:
             scores = summary[mode]["spike_scores"]
             print(f"best {mode.replace('_', '-')} threshold {summary[mode]['spike_logit_threshold']:.3f}: "
                   f"validation spikes (±{SPIKE_TOLERANCE_MS:g} ms) precision {scores['precision']:.2f} "
-                  f"recall {scores['recall']:.2f} F1 {scores['f1']:.2f}")
+                  f"recall {scores['recall']:.2f} F1 {scores['f1']:.2f}, "
+                  f"{scores['n_predicted']} predicted for {scores['n_true']}")
     print(f"spike logit threshold {summary['spike_logit_threshold']:.3f} written to {args.checkpoint}")
     return 0
