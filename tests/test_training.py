@@ -303,6 +303,17 @@ def test_a_count_matched_threshold_predicts_the_true_number_of_spikes():
         best_threshold(logits, fractions, crossings, true_spikes, match="rate")
 
 
+def test_count_matching_searches_between_the_candidates_that_enclose_the_true_count():
+    logits = np.zeros((1, 100))
+    logits[0, [10, 30, 50, 70]] = 5.0, 4.0, 3.0, 2.0
+    true_spikes = [np.array([10.0, 30.0, 50.0])]
+    crossings = teacher_forced_spikes(logits, t0=0)
+    fractions = (0.005, 0.035)  # thresholds above 4 (1 spike) and below 2 (4 spikes)
+    threshold, scores = best_threshold(logits, fractions, crossings, true_spikes, match="count")
+    assert (scores["n_predicted"], scores["f1"]) == (3, pytest.approx(1.0))
+    assert 2.0 <= threshold < 3.0
+
+
 def test_an_ensemble_of_srms_predicts_their_mean_voltage_and_calibrates(data_set, tmp_path):
     model_file = tmp_path / "tiny_srm.yaml"  # with pooled filters and subunits, whose layout train fills in
     model_file.write_text("family: srm\ntaus: [2, 10]\npooled_taus: [40]\nhidden: 8\nmlp_layers: 1\n"

@@ -80,10 +80,26 @@ def best_threshold(logits: np.ndarray, fractions, predicted_spikes, spike_times,
     """
     if match not in MATCH_OBJECTIVES:
         raise ValueError(f"unknown match {match!r}: use one of {', '.join(MATCH_OBJECTIVES)}")
-    thresholds = [float(np.quantile(logits, 1.0 - fraction)) for fraction in fractions]
-    candidates = [(threshold, spike_scores(spike_times, trains, SPIKE_TOLERANCE_MS))
-                  for threshold, trains in zip(thresholds, predicted_spikes(thresholds))]
+
+    def scored(thresholds: list[float]) -> list[tuple[float, dict]]:
+        return [(threshold, spike_scores(spike_times, trains, SPIKE_TOLERANCE_MS))
+                for threshold, trains in zip(thresholds, predicted_spikes(thresholds))] if thresholds else []
+
+    candidates = scored([float(np.quantile(logits, 1.0 - fraction)) for fraction in fractions])
+    if match == "count":
+        candidates += scored(thresholds_between_counts(candidates))
     return max(candidates, key=lambda candidate: match_quality(candidate[1], match), default=(np.inf, {"f1": -1.0}))
+
+
+def thresholds_between_counts(candidates: list[tuple[float, dict]], n_between: int = 8) -> list[float]:
+    """``n_between`` thresholds evenly between the two neighbouring candidates whose spike
+    counts enclose the true count (none if no pair does): the spike count falls in steps as the
+    threshold rises, and the candidate quantiles are too coarse to hit the true count."""
+    ordered = sorted(candidates, key=lambda candidate: candidate[0])
+    for (low, low_scores), (high, high_scores) in zip(ordered, ordered[1:]):
+        if low_scores["n_predicted"] > low_scores["n_true"] > high_scores["n_predicted"]:
+            return np.linspace(low, high, n_between + 2)[1:-1].tolist()
+    return []
 
 
 def teacher_forced_spikes(logits: np.ndarray, t0: int):
