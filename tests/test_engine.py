@@ -129,11 +129,14 @@ def small_srm(**overrides) -> torch.nn.Module:
 POOLED = {"pooled_taus": (20.0, 80.0), "input_pools": tuple(i % 5 for i in range(N_EVENTS))}
 SUBUNITS = {"subunit_hidden": 4, "subunit_out": 2, "input_sections": tuple(i % 3 for i in range(N_EVENTS // 2)),
             "section_distances": (0.0, 0.2, 0.5)}
+SECTION_PROJECTION = {"section_projection": True, "input_sections": tuple(i % 3 for i in range(N_EVENTS // 2))}
 
 
 @pytest.mark.parametrize("spike_hidden, members, options", [(0, 1, {}), (5, 1, {}), (5, 3, {}),
                                                             (5, 1, POOLED), (5, 3, POOLED),
-                                                            (5, 1, SUBUNITS), (5, 3, {**SUBUNITS, **POOLED})])
+                                                            (5, 1, SUBUNITS), (5, 3, {**SUBUNITS, **POOLED}),
+                                                            (5, 1, SECTION_PROJECTION),
+                                                            (5, 3, {**SUBUNITS, **POOLED, **SECTION_PROJECTION})])
 def test_srm_stepper_equals_full_recompute_with_spike_feedback(spike_hidden, members, options):
     model = small_srm(spike_hidden=spike_hidden, members=members, **options)
     generator = torch.Generator().manual_seed(1)

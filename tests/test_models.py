@@ -517,3 +517,25 @@ def test_srm_spike_jump_is_added_at_upward_logit_crossings_in_evaluation():
     torch.testing.assert_close(outputs["above both"], outputs["below both"])
     model.config.spike_logit_threshold = 0.5
     assert model.spike_gate(torch.tensor([1.0, 1.0, -1.0]), torch.tensor([0.0, 2.0, 0.0])).tolist() == [1, 0, 0]
+
+
+def test_srm_section_projection_reads_section_sums_and_folds_into_per_input_rows():
+    sections = (0, 0, 1, 1)  # four input segments on two sections
+    model = build_model("srm", {**SRM_SMALL, "spike_threshold_z": None, "section_projection": True,
+                                "input_sections": sections})
+    assert model.projection.in_features == (2 * 2 + 1) * len(model.config.taus)  # 2 sections x exc|inh + spikes
+    one_segment, two_segments = torch.zeros(2, N_EVENTS + N_DENSE, WINDOW)
+    one_segment[0, WINDOW - 1] = 2.0  # two excitatory events on segment 0 ...
+    two_segments[[0, 1], WINDOW - 1] = 1.0  # ... equal one on each segment of its section
+    with torch.no_grad():
+        torch.testing.assert_close(model.filtered_inputs(one_segment[None]), model.filtered_inputs(two_segments[None]))
+    x = torch.zeros(1, N_EVENTS + N_DENSE, WINDOW)
+    x[0, :N_EVENTS] = (torch.rand(N_EVENTS, WINDOW) < 0.1).float()
+    inputs = model.window_inputs(x)
+    kernels = torch.exp(-torch.arange(WINDOW - 1, -1, -1.0)[:, None] / torch.tensor(model.config.all_taus))
+    folded = torch.einsum("biw,wk,ikh->bh", inputs, kernels, model.projection_rows())
+    with torch.no_grad():
+        projected = model.projection(model.filtered_inputs(x)) - model.projection.bias
+    torch.testing.assert_close(folded, projected)
+    with pytest.raises(ValueError, match="input_sections"):
+        build_model("srm", {**SRM_SMALL, "section_projection": True})

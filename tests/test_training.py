@@ -315,9 +315,9 @@ def test_count_matching_searches_between_the_candidates_that_enclose_the_true_co
 
 
 def test_an_ensemble_of_srms_predicts_their_mean_voltage_and_calibrates(data_set, tmp_path):
-    model_file = tmp_path / "tiny_srm.yaml"  # with pooled filters and subunits, whose layout train fills in
+    model_file = tmp_path / "tiny_srm.yaml"  # pooled filters, subunits, section projection: train fills in the layout
     model_file.write_text("family: srm\ntaus: [2, 10]\npooled_taus: [40]\nhidden: 8\nmlp_layers: 1\n"
-                          "spike_hidden: 4\ndropout: 0.0\nsubunit_hidden: 3\nsubunit_out: 2\n")
+                          "spike_hidden: 4\ndropout: 0.0\nsubunit_hidden: 3\nsubunit_out: 2\nsection_projection: true\n")
     members = []
     for steps, init_seed in ((6, []), (10, ["--init-seed", "1"])):  # same split, different weights
         out_dir = tmp_path / f"srm{steps}"

@@ -29,7 +29,7 @@ from surrogate_cell.training.checkpoint import CheckpointError, load_checkpoint,
 
 SAME_ARCHITECTURE = ("in_channels", "n_tasks", "window", "event_channels", "taus", "hidden", "mlp_layers",
                      "spike_hidden", "soma_segment", "pooled_taus", "input_pools", "subunit_hidden",
-                     "subunit_out", "input_sections", "section_distances")
+                     "subunit_out", "input_sections", "section_distances", "section_projection")
 """SRMConfig fields every member must share."""
 
 THRESHOLD_TOLERANCE_MV = 1e-3
