@@ -81,7 +81,8 @@ class SRMConfig(SurrogateConfig):
     filtered events instead of per-segment ones.
     ``input_pools`` (pool index of every event channel, needed with ``pooled_taus``),
     ``input_sections`` (section index of every input segment) and ``section_distances`` (mm
-    from the soma, per section; both needed with subunits),
+    from the soma, per section; both needed with subunits, ``input_sections`` also with
+    ``section_projection``),
     ``soma_segment`` (the soma's voltage channel) and ``spike_threshold_z`` (the soma-voltage
     spike threshold in z units) come from the training data; ``spike_threshold_z: null``
     disables the spike-history input.

@@ -459,15 +459,15 @@ def cell_fields(family: str, data: PreparedData, fields: dict | None = None) -> 
     """The data-derived :data:`CELL_FIELDS` that ``family``'s config has (soma, spike threshold,
     the input pools when the model ``fields`` ask for pooled filters, the input sections when
     they ask for dendritic subunits or a section projection)."""
-    cell = data.cell_meta
+    cell, fields = data.cell_meta, fields or {}
     soma = int(cell["soma_segment"])
     values = {"soma_segment": soma,
               "spike_threshold_z": float((cell["spike_threshold_mv"] - data.normalisation.mean[soma])
                                          / data.normalisation.std[soma])}
-    if (fields or {}).get("pooled_taus"):
+    if fields.get("pooled_taus"):
         values["input_pools"] = pools_by_section_type(
             [cell["section_types"][segment] for segment in cell["input_segments"]])
-    if (fields or {}).get("subunit_hidden") or (fields or {}).get("section_projection"):
+    if fields.get("subunit_hidden") or fields.get("section_projection"):
         values["input_sections"], values["section_distances"] = cell["input_sections"], cell["section_distances"]
     return {name: value for name, value in values.items()
             if name in CELL_FIELDS and name in family_fields(family)}
