@@ -109,6 +109,15 @@ def test_yaml_configs_build(name):
     assert voltage.shape == (2, 3) and spike.shape == (2,)
 
 
+@pytest.mark.parametrize("name", ["srm_subunits", "srm_sections", "srm_sections_subunits"])
+def test_section_yaml_configs_build_with_the_sections_of_the_data(name):
+    """The SRM configs that read dendritic sections build once the data's sections are given."""
+    model = build_model_from_file(CONFIG_DIR / f"{name}.yaml", in_channels=10, n_tasks=4, event_channels=6,
+                                  input_sections=(0, 1, 1), section_distances=(0.1, 0.3))
+    voltage, spike = model(torch.zeros(2, 10, model.config.window))
+    assert voltage.shape == (2, 3) and spike.shape == (2,)
+
+
 def test_unknown_family_and_fields_rejected(tmp_path):
     """Unknown families and misspelt config fields raise ValueError."""
     with pytest.raises(ValueError):
