@@ -446,6 +446,19 @@ def test_srm_filter_bank_weighs_inputs_by_their_age():
     assert filtered.abs().sum() == filtered[2].abs().sum()
 
 
+def assert_projection_rows_fold_the_projection(model) -> None:
+    """The projection of random events' features = every input filtered with all taus, times its
+    :meth:`SRM.projection_rows` (what the stepping engine uses)."""
+    x = torch.zeros(1, N_EVENTS + N_DENSE, WINDOW)
+    x[0, :N_EVENTS] = (torch.rand(N_EVENTS, WINDOW) < 0.1).float()
+    inputs = model.window_inputs(x)
+    all_kernels = torch.exp(-torch.arange(WINDOW - 1, -1, -1.0)[:, None] / torch.tensor(model.config.all_taus))
+    folded = torch.einsum("biw,wk,ikh->bh", inputs, all_kernels, model.projection_rows())
+    with torch.no_grad():
+        projected = model.projection(model.filtered_inputs(x)) - model.projection.bias
+    torch.testing.assert_close(folded, projected)
+
+
 def test_srm_pooled_filters_read_pool_means_and_fold_into_per_input_rows():
     pools = tuple(i % 2 for i in range(N_EVENTS))  # two pools of event channels
     model = build_model("srm", {**SRM_SMALL, "spike_threshold_z": None, "pooled_taus": (50.0,),
@@ -457,14 +470,7 @@ def test_srm_pooled_filters_read_pool_means_and_fold_into_per_input_rows():
     pooled = model.filtered_inputs(x)[0, (N_EVENTS + 1) * 2:]
     pool_size = pools.count(0)
     torch.testing.assert_close(pooled, torch.tensor([(1 + math.exp(-10 / 50.0)) / pool_size, 0.0, 0.0]))
-    # the projection of the features = every input filtered with all taus, times its rows
-    x[0, :N_EVENTS] = (torch.rand(N_EVENTS, WINDOW) < 0.1).float()
-    inputs = model.window_inputs(x)
-    all_kernels = torch.exp(-torch.arange(WINDOW - 1, -1, -1.0)[:, None] / torch.tensor(model.config.all_taus))
-    folded = torch.einsum("biw,wk,ikh->bh", inputs, all_kernels, model.projection_rows())
-    with torch.no_grad():
-        projected = model.projection(model.filtered_inputs(x)) - model.projection.bias
-    torch.testing.assert_close(folded, projected)
+    assert_projection_rows_fold_the_projection(model)
     with pytest.raises(ValueError, match="input_pools"):
         build_model("srm", {**SRM_SMALL, "pooled_taus": (50.0,)})
 
@@ -538,13 +544,6 @@ def test_srm_section_projection_reads_section_sums_and_folds_into_per_input_rows
     two_segments[[0, 1], WINDOW - 1] = 1.0  # ... equal one on each segment of its section
     with torch.no_grad():
         torch.testing.assert_close(model.filtered_inputs(one_segment[None]), model.filtered_inputs(two_segments[None]))
-    x = torch.zeros(1, N_EVENTS + N_DENSE, WINDOW)
-    x[0, :N_EVENTS] = (torch.rand(N_EVENTS, WINDOW) < 0.1).float()
-    inputs = model.window_inputs(x)
-    kernels = torch.exp(-torch.arange(WINDOW - 1, -1, -1.0)[:, None] / torch.tensor(model.config.all_taus))
-    folded = torch.einsum("biw,wk,ikh->bh", inputs, kernels, model.projection_rows())
-    with torch.no_grad():
-        projected = model.projection(model.filtered_inputs(x)) - model.projection.bias
-    torch.testing.assert_close(folded, projected)
+    assert_projection_rows_fold_the_projection(model)
     with pytest.raises(ValueError, match="input_sections"):
         build_model("srm", {**SRM_SMALL, "section_projection": True})
