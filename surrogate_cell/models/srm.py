@@ -403,9 +403,10 @@ class SRM(nn.Module):
             return projected
         n_inputs, n_taus = self.config.n_projected_inputs, len(self.config.taus)
         per_input = features[:, :n_inputs * n_taus].reshape(-1, n_inputs, n_taus)
-        if self.config.section_projection:
-            return projected + self.subunits(per_input.transpose(1, 2))
-        sections = torch.einsum("bik,im->bkm", per_input, self.section_map.to(features.dtype))
+        if self.config.section_projection:  # the filtered inputs are the section sums already
+            sections = per_input.transpose(1, 2)
+        else:
+            sections = torch.einsum("bik,im->bkm", per_input, self.section_map.to(features.dtype))
         return projected + self.subunits(sections)
 
     def projection_rows(self) -> Tensor:
