@@ -45,11 +45,11 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from surrogate_cell.cells import l5pc  # noqa: E402
-from surrogate_cell.data.simulation import cell_layout  # noqa: E402
-from surrogate_cell.datasets.windows import Normalisation  # noqa: E402
+from surrogate_cell.cells.layout import cell_layout  # noqa: E402
 from surrogate_cell.engine import FullWindowStepper, IncrementalStepper, make_stepper  # noqa: E402
 from surrogate_cell.engine.dense import DenseProduct  # noqa: E402
 from surrogate_cell.models import SRM, build_model_from_file  # noqa: E402
+from surrogate_cell.models.normalisation import Normalisation  # noqa: E402
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "training" / "models"
 SYNAPSE_SECTION_TYPES = ("basal", "apical", "oblique")

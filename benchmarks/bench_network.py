@@ -46,11 +46,14 @@ from bench_engine import (  # noqa: E402
 )
 
 from surrogate_cell.cells import l5pc  # noqa: E402
+from surrogate_cell.cells.layout import SYNAPSE_SECTION_TYPES, cell_layout  # noqa: E402
+from surrogate_cell.checkpoint import cell_meta_from_layout, model_meta, save_checkpoint  # noqa: E402
 from surrogate_cell.data.inputs import PoissonInputConfig  # noqa: E402
-from surrogate_cell.data.simulation import SYNAPSE_SECTION_TYPES, cell_layout  # noqa: E402
 from surrogate_cell.network import init_from_environment  # noqa: E402
-from surrogate_cell.network.standard import RecurrentNetworkConfig, build_recurrent_network  # noqa: E402
-from surrogate_cell.training.checkpoint import cell_meta_from_layout, model_meta, save_checkpoint  # noqa: E402
+from surrogate_cell.network.standard import (  # noqa: E402
+    RecurrentNetworkConfig,
+    build_recurrent_network,
+)
 
 RESULT_PREFIX = "RESULT "
 

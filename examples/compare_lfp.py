@@ -18,11 +18,16 @@ from pathlib import Path
 import LFPy
 import numpy as np
 
+from surrogate_cell.cell import SurrogateCell
 from surrogate_cell.cells import l5pc
-from surrogate_cell.data.inputs import draw_inputs, events_to_spike_times, input_config_from_dict
+from surrogate_cell.checkpoint import read_checkpoint
+from surrogate_cell.data.inputs import (
+    draw_inputs,
+    events_to_spike_times,
+    input_config_from_dict,
+)
+from surrogate_cell.pretrained import resolve_model
 from surrogate_cell.spikes import spike_peak_times, spike_scores
-from surrogate_cell.surrogate_cell import SurrogateCell, resolve_model
-from surrogate_cell.training.checkpoint import read_checkpoint
 
 TREE_OF_TYPE = {"basal": "basal", "apical": "apical", "oblique": "apical"}
 SECTION_ORDER = ("soma", "axon", "basal", "oblique", "apical")

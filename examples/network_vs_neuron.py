@@ -26,11 +26,14 @@ from pathlib import Path
 import torch
 
 from surrogate_cell.cells import l5pc
-from surrogate_cell.data.simulation import SYNAPSE_SECTION_TYPES, cell_layout
+from surrogate_cell.cells.layout import SYNAPSE_SECTION_TYPES, cell_layout
+from surrogate_cell.checkpoint import CheckpointError, save_untrained_checkpoint
 from surrogate_cell.network.reference import NeuronNetwork, compare_runs
-from surrogate_cell.network.standard import RecurrentNetworkConfig, build_recurrent_network
-from surrogate_cell.surrogate_cell import resolve_model
-from surrogate_cell.training.checkpoint import CheckpointError, save_untrained_checkpoint
+from surrogate_cell.network.standard import (
+    RecurrentNetworkConfig,
+    build_recurrent_network,
+)
+from surrogate_cell.pretrained import resolve_model
 
 RATE_TOLERANCE = 0.20
 DEFAULT_EXC_RATE_HZ = 20.0

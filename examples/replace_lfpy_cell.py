@@ -26,9 +26,9 @@ import LFPy
 import matplotlib.pyplot as plt
 import numpy as np
 
+from surrogate_cell.cell import SurrogateCell
 from surrogate_cell.cells import l5pc
 from surrogate_cell.spikes import upward_crossing_times
-from surrogate_cell.surrogate_cell import SurrogateCell
 
 
 def parse_arguments() -> argparse.Namespace:
@@ -132,8 +132,8 @@ def main() -> None:
 
 def write_random_checkpoint(path: Path) -> None:
     """A tiny MH at random initialisation for l5pc(), to try the surrogate path before training."""
-    from surrogate_cell.data.simulation import SYNAPSE_SECTION_TYPES, cell_layout
-    from surrogate_cell.training.checkpoint import save_untrained_checkpoint
+    from surrogate_cell.cells.layout import SYNAPSE_SECTION_TYPES, cell_layout
+    from surrogate_cell.checkpoint import save_untrained_checkpoint
 
     save_untrained_checkpoint(path, cell_layout(l5pc(), SYNAPSE_SECTION_TYPES))
     print(f"wrote random-weight checkpoint {path}")

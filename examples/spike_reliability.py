@@ -30,7 +30,11 @@ from scipy.signal import lfilter
 from tqdm.auto import tqdm
 
 from surrogate_cell.data.inputs import SynapticInput
-from surrogate_cell.data.simulation import CellSimulator, SimulationResult, load_simulation_config
+from surrogate_cell.data.simulation import (
+    CellSimulator,
+    SimulationResult,
+    load_simulation_config,
+)
 from surrogate_cell.spikes import spike_scores
 
 HIGH_DRIVE_CONFIG = Path(__file__).resolve().parents[1] / "training" / "data" / "published_high_drive.yaml"

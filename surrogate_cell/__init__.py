@@ -8,7 +8,7 @@ __all__ = ["SurrogateCell", "SurrogateNetwork", "__version__"]
 def __getattr__(name):
     # Lazy: importing the package must not pull in LFPy, NEURON and torch.
     if name == "SurrogateCell":
-        from surrogate_cell.surrogate_cell import SurrogateCell
+        from surrogate_cell.cell import SurrogateCell
 
         return SurrogateCell
     if name == "SurrogateNetwork":

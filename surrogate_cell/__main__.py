@@ -9,7 +9,11 @@ import LFPy
 import numpy as np
 
 from surrogate_cell.cells import SECTION_TYPES, l5pc
-from surrogate_cell.data.inputs import PublishedInputConfig, draw_inputs, events_to_spike_times
+from surrogate_cell.data.inputs import (
+    PublishedInputConfig,
+    draw_inputs,
+    events_to_spike_times,
+)
 from surrogate_cell.spikes import spike_peak_times
 
 DENDRITIC_TYPES = ("basal", "apical", "oblique")

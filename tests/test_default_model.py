@@ -12,7 +12,7 @@ import json
 
 import pytest
 
-from surrogate_cell.surrogate_cell import PRETRAINED_DIR
+from surrogate_cell.pretrained import PRETRAINED_DIR
 from tests.conftest import load_example
 
 REFERENCE = PRETRAINED_DIR / "l5pc-default.json"

@@ -7,9 +7,10 @@ import numpy as np
 import pytest
 import torch
 
+from surrogate_cell.cell import SurrogateCell
 from surrogate_cell.cells import l5pc
-from surrogate_cell.data.simulation import SYNAPSE_SECTION_TYPES, cell_layout
-from surrogate_cell.datasets.windows import Normalisation, model_input
+from surrogate_cell.cells.layout import SYNAPSE_SECTION_TYPES, cell_layout
+from surrogate_cell.checkpoint import cell_meta_from_layout, model_meta, save_checkpoint
 from surrogate_cell.engine import (
     FullWindowStepper,
     IncrementalStepper,
@@ -20,8 +21,8 @@ from surrogate_cell.engine import (
 from surrogate_cell.engine.dense import DenseProduct
 from surrogate_cell.engine.sliding import SlidingWindow
 from surrogate_cell.models import build_model
-from surrogate_cell.surrogate_cell import SurrogateCell
-from surrogate_cell.training.checkpoint import cell_meta_from_layout, model_meta, save_checkpoint
+from surrogate_cell.models.base import model_input
+from surrogate_cell.models.normalisation import Normalisation
 
 N_EVENTS, N_SEGMENTS, N_CELLS = 12, 7, 4
 FAMILY_SIZES = {
@@ -274,7 +275,7 @@ def test_predictions_stay_within_the_training_range(stepper_class):
 
 
 def test_checkpoints_keep_the_training_range(tmp_path):
-    from surrogate_cell.training.checkpoint import load_checkpoint
+    from surrogate_cell.checkpoint import load_checkpoint
 
     model = small_model("mh")
     low, high = np.full(N_SEGMENTS, -90.0, np.float32), np.full(N_SEGMENTS, 40.0, np.float32)

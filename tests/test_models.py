@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-
 from pathlib import Path
 
 import pytest
@@ -11,9 +10,9 @@ import torch
 import torch.nn.functional as F
 
 from surrogate_cell.models import (
+    TCN,
     MMoEEx,
     StackedTowers,
-    TCN,
     TCNConfig,
     build_model,
     build_model_from_file,
@@ -21,9 +20,9 @@ from surrogate_cell.models import (
     make_gate_mask,
 )
 from surrogate_cell.models.events import EventIndex
-from surrogate_cell.models.tcn import MaskDropout
 from surrogate_cell.models.mmoeex import n_special_experts
 from surrogate_cell.models.srm import pools_by_section_type, sections_of_inputs
+from surrogate_cell.models.tcn import MaskDropout
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "training" / "models"
 

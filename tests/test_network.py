@@ -19,8 +19,10 @@ import numpy as np
 import pytest
 import torch
 
+from surrogate_cell.cell import SurrogateCell
 from surrogate_cell.cells import l5pc
-from surrogate_cell.data.simulation import SYNAPSE_SECTION_TYPES, cell_layout
+from surrogate_cell.cells.layout import SYNAPSE_SECTION_TYPES, cell_layout
+from surrogate_cell.checkpoint import save_untrained_checkpoint
 from surrogate_cell.network import (
     Connection,
     DelayError,
@@ -37,10 +39,17 @@ from surrogate_cell.network import (
     read_network_file,
     spawn,
 )
-from surrogate_cell.network.reference import NeuronNetwork, cell_blueprint, compare_runs, instantiate
-from surrogate_cell.network.standard import RecurrentNetworkConfig, build_recurrent_network
-from surrogate_cell.surrogate_cell import PRETRAINED_DIR, SurrogateCell
-from surrogate_cell.training.checkpoint import save_untrained_checkpoint
+from surrogate_cell.network.reference import (
+    NeuronNetwork,
+    cell_blueprint,
+    compare_runs,
+    instantiate,
+)
+from surrogate_cell.network.standard import (
+    RecurrentNetworkConfig,
+    build_recurrent_network,
+)
+from surrogate_cell.pretrained import PRETRAINED_DIR
 
 FIRST_STEP_THRESHOLD_MV = -73.0
 """Between v_init (-76 mV) and the random model's outputs (-70 +- 1.3 mV): one spike per cell in (0, 1] ms."""

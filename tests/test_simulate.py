@@ -30,7 +30,12 @@ from surrogate_cell.data.simulation import (
     load_simulation_config,
     simulation_config_to_dict,
 )
-from surrogate_cell.data.store import DataSet, DataSetError, drop_incomplete_simulations, open_data_set
+from surrogate_cell.data.store import (
+    DataSet,
+    DataSetError,
+    drop_incomplete_simulations,
+    open_data_set,
+)
 from surrogate_cell.training.__main__ import main
 from tests.conftest import REPO_ROOT
 

@@ -17,20 +17,19 @@ import numpy as np
 import pytest
 import torch
 
-from surrogate_cell.cells import l5pc
-from surrogate_cell.data.simulation import SYNAPSE_SECTION_TYPES, cell_layout
-from surrogate_cell.engine import FullWindowStepper
-from surrogate_cell.spikes import upward_crossing_times
-from surrogate_cell.surrogate_cell import (
-    DeviceError,
+from surrogate_cell.cell import (
     SurrogateCell,
     SynapseMappingError,
     SynapseMappingWarning,
     TimeStepWarning,
     UnsupportedFeatureError,
-    select_device,
 )
-from surrogate_cell.training.checkpoint import CheckpointError, save_untrained_checkpoint
+from surrogate_cell.cells import l5pc
+from surrogate_cell.cells.layout import SYNAPSE_SECTION_TYPES, cell_layout
+from surrogate_cell.checkpoint import CheckpointError, save_untrained_checkpoint
+from surrogate_cell.device import DeviceError, select_device
+from surrogate_cell.engine import FullWindowStepper
+from surrogate_cell.spikes import upward_crossing_times
 
 TSTOP_MS = 20.0
 

@@ -11,9 +11,10 @@ import numpy as np
 import pytest
 import torch
 
+from surrogate_cell.checkpoint import CheckpointError, load_checkpoint, read_checkpoint
 from surrogate_cell.data.generate import generate
-from surrogate_cell.data.store import open_data_set
 from surrogate_cell.data.simulation import SimulationConfig
+from surrogate_cell.data.store import open_data_set
 from surrogate_cell.datasets.windows import (
     BalancedSampler,
     WindowData,
@@ -24,6 +25,7 @@ from surrogate_cell.datasets.windows import (
     with_spike_onsets,
 )
 from surrogate_cell.models.srm import pools_by_section_type
+from surrogate_cell.spikes import best_crossing_threshold, match_spikes
 from surrogate_cell.training.__main__ import main
 from surrogate_cell.training.calibrate import (
     best_threshold,
@@ -31,11 +33,14 @@ from surrogate_cell.training.calibrate import (
     teacher_forced_spikes,
     validation_raw,
 )
-from surrogate_cell.training.checkpoint import CheckpointError, load_checkpoint, read_checkpoint
 from surrogate_cell.training.ensemble import build_ensemble, held_out_splits
-from surrogate_cell.spikes import best_crossing_threshold, match_spikes
 from surrogate_cell.training.evaluate import held_out_simulations, permanent, roc_auc
-from surrogate_cell.training.train import LossBalancer, TrainConfig, Trainer, has_native_bfloat16
+from surrogate_cell.training.train import (
+    LossBalancer,
+    TrainConfig,
+    Trainer,
+    has_native_bfloat16,
+)
 from tests.conftest import REPO_ROOT
 
 TINY_MODEL = "family: mh\nchannels: [8, 4, 2]\ntower_hidden: [8]\ndropout: 0.0\nkernel_size: 4\n"

@@ -27,6 +27,11 @@ import yaml
 from neuron import h
 
 from surrogate_cell.cells import l5pc
+from surrogate_cell.cells.layout import (
+    SYNAPSE_MECHANISMS,
+    SYNAPSE_SECTION_TYPES,
+    cell_layout,
+)
 from surrogate_cell.data.inputs import (
     InputConfig,
     PublishedInputConfig,
@@ -36,17 +41,12 @@ from surrogate_cell.data.inputs import (
     input_config_from_dict,
     input_config_to_dict,
 )
-from surrogate_cell.data.store import CellLayout
 from surrogate_cell.spikes import SPIKE_PEAK_THRESHOLD_MV, spike_peak_times
 
 VOLTAGE_DTYPES = ("float32", "float16")
 COMPRESSIONS = ("gzip", "lzf", "none")
-SYNAPSE_SECTION_TYPES = ("basal", "apical", "oblique")
 TREE_OF_SECTION_TYPE = {"basal": "basal", "apical": "apical", "oblique": "apical"}
 """Input tree (see :data:`surrogate_cell.data.inputs.TREES`) of each synapse-carrying section type."""
-
-SYNAPSE_MECHANISMS = {"exc": "AMPANMDA", "inh": "GABAA"}
-"""NEURON point process of each synapse kind."""
 
 _STEP_TOLERANCE = 1e-9
 
@@ -230,41 +230,6 @@ def simulation_rng(base_seed: int, index: int) -> np.random.Generator:
 
 
 # --------------------------------------------------------------------------- cell layout
-
-
-def _segment_names(cell) -> list[str]:
-    return [f"{sec.name()}({seg.x:.6g})" for sec in cell.allseclist for seg in sec]
-
-
-def _start_mid_end(coordinates: np.ndarray) -> np.ndarray:
-    """(n, 3) start/mid/end from LFPy's (n, 2) start/end coordinates."""
-    return np.column_stack([coordinates[:, 0], coordinates.mean(axis=1), coordinates[:, 1]])
-
-
-def cell_layout(cell, synapse_section_types: Sequence[str]) -> CellLayout:
-    """Segment geometry of an ``l5pc`` cell and where its synapses go.
-
-    Synapse-carrying segments (``input_segments``) are those whose section type is in
-    ``synapse_section_types``, in LFPy order; row ``j`` of the input event matrices is
-    segment ``input_segments[j]``. Synapses are all excitatory ones, then all inhibitory.
-    """
-    types = np.asarray(cell.section_types)
-    input_segments = np.flatnonzero(np.isin(types, list(synapse_section_types)))
-    n_inputs = input_segments.size
-    return CellLayout(
-        segment_names=np.array(_segment_names(cell)),
-        section_types=types.astype(str),
-        x=_start_mid_end(cell.x), y=_start_mid_end(cell.y), z=_start_mid_end(cell.z),
-        diam=np.asarray(cell.d, dtype=float),
-        area=np.asarray(cell.area, dtype=float),
-        length=np.asarray(cell.length, dtype=float),
-        soma_segment=int(np.flatnonzero(types == "soma")[0]),
-        input_segments=input_segments,
-        synapse_segments=np.concatenate([input_segments, input_segments]),
-        synapse_kinds=np.array(["exc"] * n_inputs + ["inh"] * n_inputs),
-        synapse_event_rows=np.concatenate([np.arange(n_inputs), np.arange(n_inputs)]),
-        recipe=cell.recipe,
-    )
 
 
 # --------------------------------------------------------------------------- simulation

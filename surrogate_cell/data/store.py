@@ -12,19 +12,19 @@ anywhere.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import h5py
 import numpy as np
 
+from surrogate_cell.cells.layout import CellLayout
 from surrogate_cell.data.inputs import pack_events, unpack_events
 
 if TYPE_CHECKING:
@@ -34,9 +34,6 @@ FORMAT_VERSION = 1
 SIMS_GROUP = "sims"
 CELL_GROUP = "cell"
 COMPLETE_ATTR = "complete"
-HASH_DECIMALS = 3
-"""Coordinates and diameters (um) are rounded to this many decimals before hashing."""
-
 LOCK_WAIT_S = 60.0
 """How long to wait for another process (reader or writer) to close the file."""
 
@@ -85,55 +82,6 @@ def open_h5(path: str | Path, mode: str = "r") -> Iterator[h5py.File]:
 # --------------------------------------------------------------------------- cell layout
 
 
-def segment_geometry_hash(names, x: np.ndarray, y: np.ndarray, z: np.ndarray, diam: np.ndarray) -> str:
-    """sha256 (hex) of the segment names and their start/mid/end coordinates and diameters.
-
-    Numbers are rounded to :data:`HASH_DECIMALS` decimals (um) and hashed as little-endian
-    float64, so the hash survives rebuilding the cell but changes with any geometry edit.
-    """
-    digest = hashlib.sha256("\n".join(str(name) for name in names).encode())
-    numbers = np.column_stack([np.asarray(a, dtype=float).reshape(len(names), -1) for a in (x, y, z, diam)])
-    # adding 0.0 turns -0.0 into 0.0, whose bytes differ
-    digest.update((np.round(numbers, HASH_DECIMALS) + 0.0).astype("<f8").tobytes())
-    return digest.hexdigest()
-
-
-@dataclass(frozen=True)
-class CellLayout:
-    """Per-segment geometry of the simulated cell and the placement of its synapses.
-
-    Segments are in LFPy order. ``x``, ``y``, ``z`` are (n_segments, 3) start/mid/end
-    coordinates (um); ``diam``, ``area`` and ``length`` are in um, um2, um.
-    ``input_segments[j]`` is the segment of row ``j`` of the input event matrices;
-    synapse ``s`` sits on ``synapse_segments[s]``, is of kind ``synapse_kinds[s]``
-    ("exc" or "inh") and receives row ``synapse_event_rows[s]`` of that kind's events.
-    ``recipe`` holds the cell builder's arguments.
-    """
-
-    segment_names: np.ndarray
-    section_types: np.ndarray
-    x: np.ndarray
-    y: np.ndarray
-    z: np.ndarray
-    diam: np.ndarray
-    area: np.ndarray
-    length: np.ndarray
-    soma_segment: int
-    input_segments: np.ndarray
-    synapse_segments: np.ndarray
-    synapse_kinds: np.ndarray
-    synapse_event_rows: np.ndarray
-    recipe: dict = field(default_factory=dict)
-
-    @property
-    def n_segments(self) -> int:
-        """Number of segments (voltage traces)."""
-        return len(self.segment_names)
-
-    @property
-    def segment_hash(self) -> str:
-        """:func:`segment_geometry_hash` of this layout."""
-        return segment_geometry_hash(self.segment_names, self.x, self.y, self.z, self.diam)
 
 
 _STRING_FIELDS = ("segment_names", "section_types", "synapse_kinds")

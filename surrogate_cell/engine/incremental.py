@@ -24,16 +24,20 @@ import dataclasses
 import torch
 from torch import Tensor
 
-from surrogate_cell.datasets.windows import Normalisation
 from surrogate_cell.engine.heads import MHHead, MMoEHead
-from surrogate_cell.engine.incremental_tcn import BlockWeights, InputLayer, IncrementalTCN
+from surrogate_cell.engine.incremental_tcn import (
+    BlockWeights,
+    IncrementalTCN,
+    InputLayer,
+)
 from surrogate_cell.engine.stepper import (
     adopt_model,
     check_finite,
     expanded_history,
     within_training_range,
 )
-from surrogate_cell.models import MH, MMoE, TCN
+from surrogate_cell.models import MH, TCN, MMoE
+from surrogate_cell.models.normalisation import Normalisation
 
 
 def with_voltage_columns(block: BlockWeights, n_segments: int) -> BlockWeights:

@@ -21,13 +21,13 @@ import math
 import torch
 from torch import Tensor
 
-from surrogate_cell.datasets.windows import Normalisation
 from surrogate_cell.engine.stepper import (
     adopt_model,
     check_finite,
     expanded_history,
     within_training_range,
 )
+from surrogate_cell.models.normalisation import Normalisation
 from surrogate_cell.models.srm import SRM, exponential_kernels, spike_train
 
 

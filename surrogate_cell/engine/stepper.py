@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import torch
 
-from surrogate_cell.datasets.windows import Normalisation, model_input
+from surrogate_cell.models.base import model_input
+from surrogate_cell.models.normalisation import Normalisation
 
 RUNAWAY_LIMIT_MV = 250.0
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import torch
 from torch import Tensor
 
 from .tcn import TCNConfig
@@ -83,3 +84,8 @@ def finish_outputs(out: Tensor, x: Tensor, config: SurrogateConfig) -> tuple[Ten
 def split_outputs(out: Tensor) -> tuple[Tensor, Tensor]:
     """Split (batch, n_tasks) task outputs into voltages (batch, n_tasks - 1) and spike logit (batch,)."""
     return out[:, :-1], out[:, -1]
+
+
+def model_input(events: torch.Tensor, history: torch.Tensor) -> torch.Tensor:
+    """(B, W, E) events and (B, W, S) voltages -> the model's (B, E + S, W) input."""
+    return torch.cat([events, history], dim=-1).transpose(1, 2)

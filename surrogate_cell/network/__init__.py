@@ -21,7 +21,11 @@ from surrogate_cell.network.distributed import Shard, init_from_environment, spa
 from surrogate_cell.network.drive import DriveEvents
 from surrogate_cell.network.network import SurrogateNetwork
 from surrogate_cell.network.placement import cylinder_positions, z_rotations
-from surrogate_cell.network.recording import HDF5Writer, NetworkResult, read_network_file
+from surrogate_cell.network.recording import (
+    HDF5Writer,
+    NetworkResult,
+    read_network_file,
+)
 
 __all__ = [
     "MIN_DELAY_MS",

@@ -17,7 +17,10 @@ import torch
 
 from surrogate_cell.network.distributed import init_from_environment
 from surrogate_cell.network.recording import HDF5Writer
-from surrogate_cell.network.standard import RecurrentNetworkConfig, build_recurrent_network
+from surrogate_cell.network.standard import (
+    RecurrentNetworkConfig,
+    build_recurrent_network,
+)
 
 
 def parse_arguments(argv=None) -> argparse.Namespace:

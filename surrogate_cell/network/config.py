@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 import LFPy
 import numpy as np
 
-from surrogate_cell.data.simulation import SYNAPSE_SECTION_TYPES
-from surrogate_cell.surrogate_cell import DEFAULT_SPIKE_REFRACTORY_MS, EVENT_KINDS, TRAINED_WEIGHT
+from surrogate_cell.cell import DEFAULT_SPIKE_REFRACTORY_MS, TRAINED_WEIGHT
+from surrogate_cell.cells.layout import EVENT_KINDS, SYNAPSE_SECTION_TYPES
 
 MIN_DELAY_MS = 1.0
 """Shortest synaptic delay: one model step, so a spike acts no earlier than the next step."""

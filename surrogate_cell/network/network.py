@@ -30,11 +30,33 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from surrogate_cell.network.batch import BatchMember, ModelBatch, batch_history, member_history
-from surrogate_cell.network.config import Connection, NetworkConfigError, PoissonDrive, Population, Probe
-from surrogate_cell.network.connectivity import ConnectionTable, PopulationSpan, draw_connections
+from surrogate_cell.cell import MODEL_STEP_MS
+from surrogate_cell.device import select_device, select_dtype
+from surrogate_cell.network.batch import (
+    BatchMember,
+    ModelBatch,
+    batch_history,
+    member_history,
+)
+from surrogate_cell.network.config import (
+    Connection,
+    NetworkConfigError,
+    PoissonDrive,
+    Population,
+    Probe,
+)
+from surrogate_cell.network.connectivity import (
+    ConnectionTable,
+    PopulationSpan,
+    draw_connections,
+)
 from surrogate_cell.network.distributed import Shard, SpikeExchange
-from surrogate_cell.network.drive import DRIVE_CHUNK_MS, DriveEvents, DriveSource, draw_drive_chunk
+from surrogate_cell.network.drive import (
+    DRIVE_CHUNK_MS,
+    DriveEvents,
+    DriveSource,
+    draw_drive_chunk,
+)
 from surrogate_cell.network.recording import (
     HDF5Writer,
     NetworkResult,
@@ -43,7 +65,6 @@ from surrogate_cell.network.recording import (
     RecordingOptions,
 )
 from surrogate_cell.network.templates import CellTemplate, TemplateCache
-from surrogate_cell.surrogate_cell import MODEL_STEP_MS, select_device, select_dtype
 
 
 class SurrogateNetwork:

@@ -16,9 +16,9 @@ import h5py
 import numpy as np
 import torch
 
+from surrogate_cell.cell import MODEL_STEP_MS
 from surrogate_cell.network.connectivity import PopulationSpan
 from surrogate_cell.network.distributed import Shard, all_reduce_sum, gather_rows
-from surrogate_cell.surrogate_cell import MODEL_STEP_MS
 
 FILE_FORMAT = "surrogate_cell-network"
 FILE_FORMAT_VERSION = 1

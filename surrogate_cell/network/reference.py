@@ -23,12 +23,12 @@ import numpy as np
 from neuron import h
 from tqdm.auto import tqdm
 
-from surrogate_cell.data.simulation import SYNAPSE_MECHANISMS, cell_layout
+from surrogate_cell.cell import TRAINED_WEIGHT, build_cell
+from surrogate_cell.cells.layout import EVENT_KINDS, SYNAPSE_MECHANISMS, cell_layout
+from surrogate_cell.checkpoint import check_cell
 from surrogate_cell.network.network import SurrogateNetwork
 from surrogate_cell.network.recording import NetworkResult
 from surrogate_cell.network.templates import CellTemplate
-from surrogate_cell.surrogate_cell import EVENT_KINDS, TRAINED_WEIGHT, build_cell
-from surrogate_cell.training.checkpoint import check_cell
 
 NEURON_DT_MS = 0.025
 PROGRESS_STEP_MS = 10.0

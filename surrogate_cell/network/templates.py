@@ -17,10 +17,17 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
+from surrogate_cell.cell import SurrogateCell
 from surrogate_cell.cells import segment_path_distances
-from surrogate_cell.network.config import Population, PopulationMismatchError, Probe, TargetError, Targets
-from surrogate_cell.surrogate_cell import SurrogateCell, resolve_model
-from surrogate_cell.training.checkpoint import CheckpointError, load_checkpoint
+from surrogate_cell.checkpoint import CheckpointError, load_checkpoint
+from surrogate_cell.network.config import (
+    Population,
+    PopulationMismatchError,
+    Probe,
+    TargetError,
+    Targets,
+)
+from surrogate_cell.pretrained import resolve_model
 
 TEMPLATE_TSTOP_MS = 1.0
 """The template is never simulated; LFPy only needs some tstop."""

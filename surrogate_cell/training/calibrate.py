@@ -27,6 +27,13 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from surrogate_cell.checkpoint import (
+    CheckpointError,
+    check_cell,
+    load_checkpoint,
+    model_meta,
+    save_checkpoint,
+)
 from surrogate_cell.data.store import open_data_set
 from surrogate_cell.datasets.windows import (
     WindowData,
@@ -36,13 +43,6 @@ from surrogate_cell.datasets.windows import (
 )
 from surrogate_cell.engine.srm_stepper import SRMStepper
 from surrogate_cell.spikes import SPIKE_TOLERANCE_MS, spike_scores
-from surrogate_cell.training.checkpoint import (
-    CheckpointError,
-    check_cell,
-    load_checkpoint,
-    model_meta,
-    save_checkpoint,
-)
 from surrogate_cell.training.evaluate import soma_spike_trains, teacher_forced
 
 #: candidate thresholds: logit quantiles leaving these fractions of milliseconds above

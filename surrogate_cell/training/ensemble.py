@@ -23,9 +23,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from surrogate_cell.datasets.windows import Normalisation
+from surrogate_cell.checkpoint import (
+    CheckpointError,
+    load_checkpoint,
+    model_meta,
+    save_checkpoint,
+)
+from surrogate_cell.models.normalisation import Normalisation
 from surrogate_cell.models.srm import SRM, SRMConfig
-from surrogate_cell.training.checkpoint import CheckpointError, load_checkpoint, model_meta, save_checkpoint
 
 SAME_ARCHITECTURE = ("in_channels", "n_tasks", "window", "event_channels", "taus", "hidden", "mlp_layers",
                      "spike_hidden", "soma_segment", "pooled_taus", "input_pools", "subunit_hidden",

@@ -17,17 +17,22 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from surrogate_cell.checkpoint import check_cell, load_checkpoint
 from surrogate_cell.data.store import open_data_set
 from surrogate_cell.datasets.windows import (
     WindowData,
     build_window_data,
     load_raw,
-    model_input,
     spike_targets_of,
 )
 from surrogate_cell.engine.stepper import RUNAWAY_LIMIT_MV, within_training_range
-from surrogate_cell.spikes import REFRACTORY_MS, SPIKE_TOLERANCE_MS, spike_scores, upward_crossing_times
-from surrogate_cell.training.checkpoint import check_cell, load_checkpoint
+from surrogate_cell.models.base import model_input
+from surrogate_cell.spikes import (
+    REFRACTORY_MS,
+    SPIKE_TOLERANCE_MS,
+    spike_scores,
+    upward_crossing_times,
+)
 
 SOMA_SPIKE_THRESHOLD_MV = -30.0
 
@@ -265,8 +270,8 @@ def run(args) -> int:
     """Run the ``evaluate`` subcommand; returns the exit status."""
     import sys
 
+    from surrogate_cell.checkpoint import CheckpointError
     from surrogate_cell.data.store import DataSetError
-    from surrogate_cell.training.checkpoint import CheckpointError
 
     config = EvaluationConfig(checkpoint=args.checkpoint, data=args.data, out_dir=args.out_dir,
                               free_run_ms=args.free_run_ms, spike_threshold_mv=args.spike_threshold,

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import torch
 
-from surrogate_cell.surrogate_cell import PRETRAINED_DIR
-from surrogate_cell.training.checkpoint import REQUIRED_KEYS, CheckpointError, read_checkpoint
+from surrogate_cell.checkpoint import REQUIRED_KEYS, CheckpointError, read_checkpoint
+from surrogate_cell.pretrained import PRETRAINED_DIR
 
 PACKAGE_BUDGET_BYTES = 25 * 1024 * 1024
 FLOAT16_WEIGHTS = {"srm": ("projection.weight",)}

@@ -30,29 +30,34 @@ import torch.nn.functional as F
 import yaml
 from tqdm import tqdm
 
-from surrogate_cell.data.store import open_data_set
-from surrogate_cell.datasets.windows import (
-    BalancedSampler,
-    Normalisation,
-    SOMA_ONSET_TARGETS,
-    WindowData,
-    build_window_data,
-    load_labelled,
-    model_input,
-    spike_targets_of,
-    split_simulations,
-)
-from surrogate_cell.engine.stepper import within_training_range
-from surrogate_cell.models import CELL_FIELDS, build_model, family_fields, load_model_config
-from surrogate_cell.models.srm import pools_by_section_type
-from surrogate_cell.spikes import best_crossing_threshold
-from surrogate_cell.training.checkpoint import (
+from surrogate_cell.checkpoint import (
     CheckpointError,
     cell_meta_from_layout,
     model_meta,
     read_checkpoint,
     save_checkpoint,
 )
+from surrogate_cell.data.store import open_data_set
+from surrogate_cell.datasets.windows import (
+    SOMA_ONSET_TARGETS,
+    BalancedSampler,
+    WindowData,
+    build_window_data,
+    load_labelled,
+    spike_targets_of,
+    split_simulations,
+)
+from surrogate_cell.engine.stepper import within_training_range
+from surrogate_cell.models import (
+    CELL_FIELDS,
+    build_model,
+    family_fields,
+    load_model_config,
+)
+from surrogate_cell.models.base import model_input
+from surrogate_cell.models.normalisation import Normalisation
+from surrogate_cell.models.srm import pools_by_section_type
+from surrogate_cell.spikes import best_crossing_threshold
 
 
 @dataclass

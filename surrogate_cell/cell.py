@@ -49,10 +49,12 @@ import numpy as np
 import torch
 
 from surrogate_cell.cells import l5pc
-from surrogate_cell.data.simulation import SYNAPSE_MECHANISMS, cell_layout
+from surrogate_cell.cells.layout import EVENT_KINDS, SYNAPSE_MECHANISMS, cell_layout
+from surrogate_cell.checkpoint import CheckpointError, check_cell, load_checkpoint
+from surrogate_cell.device import select_device, select_dtype
 from surrogate_cell.engine import make_stepper
+from surrogate_cell.pretrained import resolve_model
 from surrogate_cell.spikes import upward_crossing_times
-from surrogate_cell.training.checkpoint import CheckpointError, check_cell, load_checkpoint
 
 MODEL_STEP_MS = 1.0
 """Time step of every surrogate model (ms)."""
@@ -78,18 +80,8 @@ TRAINED_WEIGHT = 1.0
 TRAINED_MECHANISM_KINDS = {mechanism: kind for kind, mechanism in SYNAPSE_MECHANISMS.items()}
 """Kind ("exc"/"inh") of each point process the training data used."""
 
-EVENT_KINDS = ("exc", "inh")
-"""Order of the input event channel blocks."""
-
-PRETRAINED_DIR = Path(__file__).resolve().parent / "pretrained"
-"""Where checkpoints shipped with the package live, as ``<name>.pt``."""
-
 CELL_BUILDERS: dict[str, Callable[..., LFPy.Cell]] = {"l5pc": l5pc}
 """Cell builders a checkpoint's ``cell.recipe.builder`` may name."""
-
-SUPPORTED_DTYPES = {"float32": torch.float32, "float64": torch.float64,
-                    "float16": torch.float16, "bfloat16": torch.bfloat16}
-CUDA_ONLY_DTYPES = (torch.float16, torch.bfloat16)
 
 _WEIGHT_TOLERANCE = 1e-9
 
@@ -102,67 +94,12 @@ class SynapseMappingError(ValueError):
     """A synapse attached to the cell has no counterpart among the model's input channels."""
 
 
-class DeviceError(ValueError):
-    """The requested torch device or precision is unavailable or unsupported."""
-
-
 class SynapseMappingWarning(UserWarning):
     """Synaptic input was adapted to what the model was trained on (see the module docstring)."""
 
 
 class TimeStepWarning(UserWarning):
     """The cell's ``dt`` was replaced by the model's 1 ms step."""
-
-
-# --------------------------------------------------------------------------- model and device
-
-
-def available_models() -> list[str]:
-    """Names of the checkpoints shipped with the package (``model=<name>``)."""
-    return sorted(path.stem for path in PRETRAINED_DIR.glob("*.pt"))
-
-
-def resolve_model(model: str | os.PathLike) -> Path:
-    """The checkpoint file of ``model``: an existing path, or the name of a shipped checkpoint."""
-    path = Path(model).expanduser()
-    if path.is_file():
-        return path
-    shipped = PRETRAINED_DIR / f"{model}.pt"
-    if isinstance(model, str) and Path(model).name == model and shipped.is_file():
-        return shipped
-    names = ", ".join(available_models()) or "none are shipped with this version"
-    raise CheckpointError(
-        f"Unknown model {str(model)!r}: no such checkpoint file and no shipped model of that name. "
-        f"Shipped model names: {names}. Pass the path of a checkpoint (e.g. training's best.pt)."
-    )
-
-
-def select_device(device: str | torch.device | None = None) -> torch.device:
-    """``device``, or CUDA when available else CPU; asking for CUDA without it is an error."""
-    if device is None:
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        chosen = torch.device(device)
-    except (RuntimeError, TypeError) as error:
-        raise DeviceError(f"device={device!r} is not a torch device ({error}).") from None
-    if chosen.type == "cuda" and not torch.cuda.is_available():
-        raise DeviceError(f"device={device!r} was requested but CUDA is not available in this "
-                          "torch installation; use device='cpu' or leave device unset.")
-    return chosen
-
-
-def select_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torch.dtype:
-    """float32 by default; float16/bfloat16 only on CUDA; float64 anywhere."""
-    if dtype is None:
-        return torch.float32
-    name = str(dtype).removeprefix("torch.")
-    if name not in SUPPORTED_DTYPES:
-        raise DeviceError(f"dtype={dtype!r} is not supported; choose one of {sorted(SUPPORTED_DTYPES)}.")
-    chosen = SUPPORTED_DTYPES[name]
-    if chosen in CUDA_ONLY_DTYPES and device.type != "cuda":
-        raise DeviceError(f"dtype={name} is only supported on CUDA (device is {device}); "
-                          "use float32 on the CPU.")
-    return chosen
 
 
 # --------------------------------------------------------------------------- input events

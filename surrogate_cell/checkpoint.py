@@ -24,8 +24,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from surrogate_cell.datasets.windows import Normalisation
 from surrogate_cell.models import build_model
+from surrogate_cell.models.normalisation import Normalisation
 from surrogate_cell.models.srm import sections_of_inputs
 
 FORMAT = "surrogate_cell-checkpoint"

@@ -1,0 +1,41 @@
+"""Where a surrogate runs: the one place that picks a torch device and precision."""
+
+from __future__ import annotations
+
+import torch
+
+SUPPORTED_DTYPES = {"float32": torch.float32, "float64": torch.float64,
+                    "float16": torch.float16, "bfloat16": torch.bfloat16}
+CUDA_ONLY_DTYPES = (torch.float16, torch.bfloat16)
+
+
+class DeviceError(ValueError):
+    """The requested torch device or precision is unavailable or unsupported."""
+
+
+def select_device(device: str | torch.device | None = None) -> torch.device:
+    """``device``, or CUDA when available else CPU; asking for CUDA without it is an error."""
+    if device is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        chosen = torch.device(device)
+    except (RuntimeError, TypeError) as error:
+        raise DeviceError(f"device={device!r} is not a torch device ({error}).") from None
+    if chosen.type == "cuda" and not torch.cuda.is_available():
+        raise DeviceError(f"device={device!r} was requested but CUDA is not available in this "
+                          "torch installation; use device='cpu' or leave device unset.")
+    return chosen
+
+
+def select_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torch.dtype:
+    """float32 by default; float16/bfloat16 only on CUDA; float64 anywhere."""
+    if dtype is None:
+        return torch.float32
+    name = str(dtype).removeprefix("torch.")
+    if name not in SUPPORTED_DTYPES:
+        raise DeviceError(f"dtype={dtype!r} is not supported; choose one of {sorted(SUPPORTED_DTYPES)}.")
+    chosen = SUPPORTED_DTYPES[name]
+    if chosen in CUDA_ONLY_DTYPES and device.type != "cuda":
+        raise DeviceError(f"dtype={name} is only supported on CUDA (device is {device}); "
+                          "use float32 on the CPU.")
+    return chosen
