@@ -46,7 +46,7 @@ import torch  # noqa: E402
 
 from surrogate_cell.cells import l5pc  # noqa: E402
 from surrogate_cell.cells.layout import cell_layout  # noqa: E402
-from surrogate_cell.engine import FullWindowStepper, IncrementalStepper, make_stepper  # noqa: E402
+from surrogate_cell.engine import FullWindowStepper, make_stepper  # noqa: E402
 from surrogate_cell.engine.dense import DenseProduct  # noqa: E402
 from surrogate_cell.models import SRM, build_model_from_file  # noqa: E402
 from surrogate_cell.models.normalisation import Normalisation  # noqa: E402
@@ -197,7 +197,7 @@ def full_window_flops(model) -> int:
         for block in stack.effective_weights():
             for weight in (block.conv1_weight, block.conv2_weight, block.residual_weight):
                 total += 0 if weight is None else 2 * weight.numel() * config.window
-    return total + started(IncrementalStepper, model, CellShape(config.event_channels,
+    return total + started(make_stepper, model, CellShape(config.event_channels,
                                                                 config.n_tasks - 1), 1).head.flops()
 
 
@@ -246,7 +246,7 @@ def report_published(shape: CellShape, args) -> None:
     """100 cells x 100 ms with MMoE, building and reset excluded (printed separately)."""
     model = paper_model("mmoe", shape)
     start = time.perf_counter()
-    stepper = started(IncrementalStepper, model, shape, 100)
+    stepper = started(make_stepper, model, shape, 100)
     setup = time.perf_counter() - start
     seconds = time_steps(stepper, shape, 100, 100, args.rate, args.repeats)
     verdict = "met" if seconds < 5.0 else "MISSED"
@@ -276,7 +276,7 @@ def report_mixing_order(shape: CellShape, args) -> None:
         n_steps = 30 if n_cells < 100 else 10
         per_step = {}
         for mix_first in (False, True):
-            stepper = started(IncrementalStepper, model, shape, n_cells, mix_first=mix_first)
+            stepper = started(make_stepper, model, shape, n_cells, mix_first=mix_first)
             per_step[mix_first] = time_steps(stepper, shape, n_cells, n_steps, args.rate,
                                              args.repeats) / n_steps
         print(f"  MMoE {n_cells:>4} cells: per-expert {per_step[False] * 1e3:7.1f} ms/step, "

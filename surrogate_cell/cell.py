@@ -41,6 +41,7 @@ from __future__ import annotations
 import os
 import warnings
 from collections.abc import Callable, Sequence
+from functools import partial
 from pathlib import Path
 
 import h5py
@@ -52,21 +53,16 @@ from surrogate_cell.cells import l5pc
 from surrogate_cell.cells.layout import EVENT_KINDS, SYNAPSE_MECHANISMS, cell_layout
 from surrogate_cell.checkpoint import CheckpointError, check_cell, load_checkpoint
 from surrogate_cell.device import select_device, select_dtype
-from surrogate_cell.engine import make_stepper
+from surrogate_cell.engine import free_run, make_stepper
 from surrogate_cell.pretrained import resolve_model
-from surrogate_cell.spikes import upward_crossing_times
+from surrogate_cell.spikes import (
+    REFRACTORY_MS,
+    SPIKE_THRESHOLD_MV,
+    upward_crossing_times,
+)
 
 MODEL_STEP_MS = 1.0
 """Time step of every surrogate model (ms)."""
-
-DEFAULT_SPIKE_THRESHOLD_MV = -30.0
-"""Soma-voltage threshold of output spikes for checkpoints that do not carry one.
-
-Training stores the threshold whose upward crossings of the 1 ms-sampled training soma
-voltage best recover the true spikes (``cell.spike_threshold_mv`` in the checkpoint)."""
-
-DEFAULT_SPIKE_REFRACTORY_MS = 2.0
-"""At most one output spike per this many ms."""
 
 EXCITATORY_MIN_E_MV = -40.0
 """Synapses of other mechanisms with reversal potential at or above this are excitatory."""
@@ -162,7 +158,7 @@ class SurrogateCell(LFPy.Cell):
                  dtype: str | torch.dtype | None = None, history_mv: np.ndarray | None = None,
                  history_events: np.ndarray | None = None,
                  spike_threshold: float | None = None,
-                 spike_refractory_ms: float = DEFAULT_SPIKE_REFRACTORY_MS,
+                 spike_refractory_ms: float = REFRACTORY_MS,
                  stepper: Callable = make_stepper, **cell_kwargs):
         self.model_path = resolve_model(model)
         self.device = select_device(device)
@@ -174,7 +170,7 @@ class SurrogateCell(LFPy.Cell):
         self._take_channel_layout(network.config)
         self.history_mv, self.history_events = history_mv, history_events
         if spike_threshold is None:
-            spike_threshold = self.model_meta["cell"].get("spike_threshold_mv", DEFAULT_SPIKE_THRESHOLD_MV)
+            spike_threshold = self.model_meta["cell"].get("spike_threshold_mv", SPIKE_THRESHOLD_MV)
         self.spike_threshold, self.spike_refractory_ms = spike_threshold, spike_refractory_ms
         self.spike_times = np.empty(0)
         self._stepper = stepper(network, self.normalisation, 1, self.device, self.dtype)
@@ -412,15 +408,10 @@ class SurrogateCell(LFPy.Cell):
     @torch.no_grad()
     def _free_run(self, events: np.ndarray, history_mv: np.ndarray, history_events: np.ndarray) -> np.ndarray:
         """Step the model through ``events`` (E, T): voltages (totnsegs, T + 1) mV from t = 0."""
-        stepper, device = self._stepper, self.device
-        stepper.reset(torch.as_tensor(history_mv.T[None], dtype=self.dtype, device=device),
-                      torch.as_tensor(history_events.T[None], dtype=self.dtype, device=device))
-        inputs = torch.as_tensor(np.ascontiguousarray(events.T), device=device)
-        output_dtype = torch.promote_types(self.dtype, torch.float32)
-        voltages = torch.empty(events.shape[1], self.totnsegs, dtype=output_dtype, device=device)
-        for step in range(events.shape[1]):  # each step needs the previous one's output
-            voltages[step] = stepper.step(inputs[step:step + 1].to(self.dtype))[0]
-        return np.concatenate([history_mv[:, -1:], voltages.cpu().double().numpy().T], axis=1)
+        as_tensor = partial(torch.as_tensor, dtype=self.dtype, device=self.device)
+        run = free_run(self._stepper, torch.as_tensor(np.ascontiguousarray(events.T[None])),
+                       as_tensor(history_mv.T[None]), as_tensor(history_events.T[None]))
+        return np.concatenate([history_mv[:, -1:], run.voltages_mv[0].cpu().double().numpy().T], axis=1)
 
     def _collect_synapse_potentials(self, vmem: np.ndarray) -> None:
         """``synapse.v`` for synapses created with ``record_potential=True``, as LFPy sets it."""

@@ -13,7 +13,6 @@ from surrogate_cell.cells.layout import SYNAPSE_SECTION_TYPES, cell_layout
 from surrogate_cell.checkpoint import cell_meta_from_layout, model_meta, save_checkpoint
 from surrogate_cell.engine import (
     FullWindowStepper,
-    IncrementalStepper,
     SRMStepper,
     SurrogateDivergedError,
     make_stepper,
@@ -61,7 +60,7 @@ def start_both(model, dtype, window: int, seed: int = 1):
     history = -70.0 + 5.0 * torch.randn(N_CELLS, window, N_SEGMENTS, generator=generator)
     events = random_events(generator, N_CELLS, window, N_EVENTS)
     reference = FullWindowStepper(model, NORMALISATION, N_CELLS, dtype=dtype)
-    incremental = IncrementalStepper(model, NORMALISATION, N_CELLS, dtype=dtype)
+    incremental = make_stepper(model, NORMALISATION, N_CELLS, dtype=dtype)
     reference.reset(history, events)
     incremental.reset(history, events)
     return reference, incremental, generator
@@ -195,7 +194,7 @@ def test_mixing_before_the_towers_gives_the_same_outputs():
     model = small_model("mmoe")
     generator = torch.Generator().manual_seed(3)
     history = -70.0 + 5.0 * torch.randn(1, 100, N_SEGMENTS, generator=generator)
-    steppers = [IncrementalStepper(model, NORMALISATION, N_CELLS, dtype=torch.float64, mix_first=mix)
+    steppers = [make_stepper(model, NORMALISATION, N_CELLS, dtype=torch.float64, mix_first=mix)
                 for mix in (False, True)]
     for stepper in steppers:
         stepper.reset(history)  # one history broadcast to every cell
@@ -224,7 +223,7 @@ def test_ten_second_free_run_stays_finite_and_exact():
     torch.manual_seed(0)
     model = build_model("mh", {**TINY_L5PC_MH, "in_channels": N_EVENTS + N_SEGMENTS,
                                "n_tasks": N_SEGMENTS + 1, "event_channels": N_EVENTS})
-    stepper = IncrementalStepper(model, NORMALISATION, 2)
+    stepper = make_stepper(model, NORMALISATION, 2)
     generator = torch.Generator().manual_seed(4)
     stepper.reset(-70.0 + torch.randn(2, 100, N_SEGMENTS, generator=generator))
     events = random_events(generator, 10_000, 2, N_EVENTS, density=0.02)
@@ -239,7 +238,7 @@ def test_ten_second_free_run_stays_finite_and_exact():
 
 
 def test_nan_input_stops_with_the_step_and_cell():
-    stepper = IncrementalStepper(small_model("mh"), NORMALISATION, N_CELLS)
+    stepper = make_stepper(small_model("mh"), NORMALISATION, N_CELLS)
     stepper.reset(torch.full((1, 100, N_SEGMENTS), -70.0))
     quiet = torch.zeros(N_CELLS, N_EVENTS)
     for _ in range(3):
@@ -254,13 +253,13 @@ def test_runaway_voltage_stops_with_the_step_and_cell():
     model = small_model("mh")
     with torch.no_grad():
         model.towers.biases[-1][3] = 1e3  # segment 3: z = 1000, i.e. 5 V
-    stepper = IncrementalStepper(model, NORMALISATION, N_CELLS)
+    stepper = make_stepper(model, NORMALISATION, N_CELLS)
     stepper.reset(torch.full((1, 100, N_SEGMENTS), -70.0))
     with pytest.raises(SurrogateDivergedError, match=r"step 1 .*cell 0, segment 3"):
         stepper.step(torch.zeros(N_CELLS, N_EVENTS))
 
 
-@pytest.mark.parametrize("stepper_class", [FullWindowStepper, IncrementalStepper])
+@pytest.mark.parametrize("stepper_class", [FullWindowStepper, make_stepper])
 def test_predictions_stay_within_the_training_range(stepper_class):
     model = small_model("mh")
     with torch.no_grad():
@@ -318,7 +317,7 @@ def simulated_vmem(checkpoint, stepper) -> np.ndarray:
 
 def test_surrogate_cell_runs_on_the_incremental_stepper(l5pc_checkpoint):
     expected = simulated_vmem(l5pc_checkpoint, FullWindowStepper)
-    got = simulated_vmem(l5pc_checkpoint, IncrementalStepper)
+    got = simulated_vmem(l5pc_checkpoint, make_stepper)
     assert np.ptp(expected[:, 1:], axis=1).max() > 0  # the run is not trivially constant
     np.testing.assert_allclose(got, expected, rtol=1e-5, atol=0)
 
@@ -348,7 +347,7 @@ def test_dense_product_equals_matmul():
 
 
 def test_flop_count_is_below_a_full_window_recompute():
-    stepper = IncrementalStepper(small_model("mmoe"), NORMALISATION, 1)
+    stepper = make_stepper(small_model("mmoe"), NORMALISATION, 1)
     config = stepper.model.config
     first_conv_full = 2 * config.in_channels * config.kernel_size * config.window * (6 * 3 + 4)
     assert 0 < stepper.flops_per_cell_step() < first_conv_full

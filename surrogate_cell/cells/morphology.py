@@ -387,9 +387,9 @@ def generate_l5pc_hoc() -> str:
 
 
 def _default_cache_dir() -> Path:
-    base = os.environ.get("SURROGATE_CELL_CACHE")
-    root = Path(base) if base else Path.home() / ".cache" / "surrogate_cell"
-    return root / "morphologies"
+    from surrogate_cell.mechanisms import cache_root  # imports NEURON: only when a file is written
+
+    return cache_root() / "morphologies"
 
 
 def _write_atomically(path: Path, text: str) -> None:

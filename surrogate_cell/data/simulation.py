@@ -41,7 +41,7 @@ from surrogate_cell.data.inputs import (
     input_config_from_dict,
     input_config_to_dict,
 )
-from surrogate_cell.spikes import SPIKE_PEAK_THRESHOLD_MV, spike_peak_times
+from surrogate_cell.spikes import SPIKE_THRESHOLD_MV, spike_peak_times
 
 VOLTAGE_DTYPES = ("float32", "float16")
 COMPRESSIONS = ("gzip", "lzf", "none")
@@ -82,7 +82,7 @@ class SimulationConfig:
     celsius: float = 34.0
     synapse_section_types: tuple[str, ...] = SYNAPSE_SECTION_TYPES
     soma_samples_per_ms: int = 8
-    spike_threshold_mv: float = SPIKE_PEAK_THRESHOLD_MV
+    spike_threshold_mv: float = SPIKE_THRESHOLD_MV
     voltage_dtype: str = "float32"
     compression: str = "gzip"
     inputs: dict = field(default_factory=_default_inputs)

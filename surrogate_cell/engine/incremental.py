@@ -36,7 +36,6 @@ from surrogate_cell.engine.stepper import (
     expanded_history,
     within_training_range,
 )
-from surrogate_cell.models import MH, TCN, MMoE
 from surrogate_cell.models.normalisation import Normalisation
 
 
@@ -47,15 +46,6 @@ def with_voltage_columns(block: BlockWeights, n_segments: int) -> BlockWeights:
             [weight, weight.new_zeros(weight.shape[0], n_segments, weight.shape[2])], dim=1)
     return dataclasses.replace(block, conv1_weight=widen(block.conv1_weight),
                                residual_weight=widen(block.residual_weight))
-
-
-def model_stacks(model: torch.nn.Module) -> list[TCN]:
-    """The TCN stacks reading the model input: MH's TCN; MMoE's experts and compressor."""
-    if isinstance(model, MMoE):
-        return [model.experts, model.compressor]
-    if isinstance(model, MH):
-        return [model.tcn]
-    raise TypeError(f"IncrementalStepper supports MH, MMoE and MMoEEx models, not {type(model).__name__}")
 
 
 class IncrementalStepper:
@@ -84,15 +74,18 @@ class IncrementalStepper:
         self.steps_taken = 0
 
     def _build(self, model: torch.nn.Module, mix_first: bool) -> None:
-        stack_weights = [stack.effective_weights() for stack in model_stacks(model)]
+        stack_weights = [stack.effective_weights() for stack in model.input_stacks()]
         if not model.config.voltage_input:  # events-only: zero weights on the voltage columns
             stack_weights = [[with_voltage_columns(weights[0], self.n_segments), *weights[1:]]
                              for weights in stack_weights]
         args = (self.window, self.n_cells, self.device, self.dtype)
         self.input_layer = InputLayer([weights[0] for weights in stack_weights], self.n_events, *args)
         self.stacks = [IncrementalTCN(weights, *args) for weights in stack_weights]
-        self.head = (MMoEHead(model, self.n_cells, mix_first) if isinstance(model, MMoE)
-                     else MHHead(model, self.n_cells))
+        self.head = self.make_head(model, mix_first)
+
+    def make_head(self, model: torch.nn.Module, mix_first: bool):
+        """The head turning the stacks' features into task outputs (set by the family's subclass)."""
+        raise NotImplementedError(f"{type(self).__name__} has no head; use MHStepper or MMoEStepper")
 
     @torch.no_grad()
     def reset(self, voltage_history_mv: Tensor, event_history: Tensor | None = None) -> None:
@@ -155,3 +148,19 @@ class IncrementalStepper:
         for stack in self.stacks:
             windows += [*stack.hidden, *stack.outputs]
         return sum(w.storage.numel() * w.storage.element_size() for w in windows)
+
+
+class MHStepper(IncrementalStepper):
+    """:class:`IncrementalStepper` of the MH family (one TCN, per-task towers)."""
+
+    def make_head(self, model: torch.nn.Module, mix_first: bool) -> MHHead:
+        """Towers on the shared TCN's features."""
+        return MHHead(model, self.n_cells)
+
+
+class MMoEStepper(IncrementalStepper):
+    """:class:`IncrementalStepper` of the MMoE and MMoEEx families (experts, gates, towers)."""
+
+    def make_head(self, model: torch.nn.Module, mix_first: bool) -> MMoEHead:
+        """Gated mixture of the experts' features, then towers."""
+        return MMoEHead(model, self.n_cells, mix_first)

@@ -1,19 +1,25 @@
-"""Neural-network surrogate models: registry, builders and config loading.
+"""Neural-network surrogate models: the families, their registry and config loading.
 
 Every model maps an input window ``x`` (batch, in_channels, window) to
 ``(voltage_pred (batch, n_tasks - 1), spike_logit (batch,))`` and keeps its
-configuration dataclass in ``model.config``.
+configuration dataclass in ``model.config``. Each family registers itself once in its own
+module (:mod:`surrogate_cell.models.registry`):
+
+- ``srm`` (:mod:`.srm`): the spike-response network of the shipped default; it reads synaptic
+  events and its own somatic spikes, never its own sub-threshold voltages, so it runs free;
+- ``mh``, ``mmoe``, ``mmoeex`` (:mod:`.mh`, :mod:`.mmoe`, :mod:`.mmoeex`): the published
+  multitask TCN architectures, which read their own past voltages (accurate teacher-forced,
+  they drift when run free on their own predictions).
 
 Typical use::
 
-    family, fields = load_model_config("training/models/mmoe.yaml")
+    family, fields = load_model_config("models/mmoe.yaml")
     model = build_model(family, {**fields, "in_channels": 1920, "n_tasks": 643,
                                  "event_channels": 1278})
 """
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -25,43 +31,23 @@ from .events import EventIndex
 from .mh import MH, MHConfig
 from .mmoe import MMoE, MMoEConfig
 from .mmoeex import MMoEEx, MMoEExConfig, make_gate_mask
+from .registry import FAMILIES, ModelFamily, family_of, get_family, register_family
 from .srm import SRM, SRMConfig
 from .tcn import TCN, BlockWeights, TCNConfig, TemporalBlock
 from .towers import StackedTowers
 
-#: family name -> (model class, config dataclass)
-MODEL_FAMILIES: dict[str, tuple[type[nn.Module], type[SurrogateConfig]]] = {
-    "mh": (MH, MHConfig),
-    "mmoe": (MMoE, MMoEConfig),
-    "mmoeex": (MMoEEx, MMoEExConfig),
-    "srm": (SRM, SRMConfig),
-}
-
 #: config fields supplied by the data rather than by a model config file
 DATA_FIELDS = ("in_channels", "n_tasks", "event_channels")
-#: further data-supplied fields, for the families whose config has them
-CELL_FIELDS = ("soma_segment", "spike_threshold_z", "input_pools", "input_sections", "section_distances")
-
-
-def _family(family: str) -> tuple[type[nn.Module], type[SurrogateConfig]]:
-    try:
-        return MODEL_FAMILIES[family.lower()]
-    except KeyError:
-        raise ValueError(f"unknown model family {family!r}; "
-                         f"choose from {sorted(MODEL_FAMILIES)}") from None
 
 
 def build_model(family: str, config: dict[str, Any] | SurrogateConfig) -> nn.Module:
-    """Instantiate the model of ``family`` ("mh", "mmoe", "mmoeex", "srm") from config fields."""
-    model_cls, config_cls = _family(family)
-    if not isinstance(config, config_cls):
-        config = config_cls(**config)
-    return model_cls(config)
+    """Instantiate the model of ``family`` (a registered name, e.g. "srm") from config fields."""
+    return get_family(family).build(config)
 
 
 def family_fields(family: str) -> set[str]:
     """Names of the config fields of ``family``."""
-    return {f.name for f in dataclasses.fields(_family(family)[1])}
+    return get_family(family).config_fields
 
 
 def load_model_config(path: str | Path) -> tuple[str, dict[str, Any]]:
@@ -75,9 +61,7 @@ def load_model_config(path: str | Path) -> tuple[str, dict[str, Any]]:
         raise ValueError(f"{path}: missing 'family'")
     fields = dict(raw)
     family = str(fields.pop("family"))
-    _, config_cls = _family(family)
-    known = {f.name for f in dataclasses.fields(config_cls)}
-    unknown = sorted(set(fields) - known)
+    unknown = sorted(set(fields) - family_fields(family))
     if unknown:
         raise ValueError(f"{path}: unknown fields for {family}: {unknown}")
     return family, fields
@@ -94,8 +78,8 @@ def build_model_from_file(path: str | Path, **data_fields: Any) -> nn.Module:
 
 
 __all__ = [
-    "BlockWeights", "CELL_FIELDS", "DATA_FIELDS", "EventIndex", "MH", "MHConfig", "MMoE", "MMoEConfig",
-    "MMoEEx", "MMoEExConfig", "MODEL_FAMILIES", "SRM", "SRMConfig", "StackedTowers", "SurrogateConfig", "TCN",
-    "TCNConfig", "TemporalBlock", "build_model", "build_model_from_file", "family_fields",
-    "load_model_config", "make_gate_mask", "split_outputs",
+    "BlockWeights", "DATA_FIELDS", "EventIndex", "FAMILIES", "MH", "MHConfig", "MMoE", "MMoEConfig",
+    "MMoEEx", "MMoEExConfig", "ModelFamily", "SRM", "SRMConfig", "StackedTowers", "SurrogateConfig", "TCN",
+    "TCNConfig", "TemporalBlock", "build_model", "build_model_from_file", "family_fields", "family_of",
+    "get_family", "load_model_config", "make_gate_mask", "register_family", "split_outputs",
 ]

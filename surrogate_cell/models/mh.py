@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from torch import Tensor, nn
 
 from .base import SurrogateConfig, as_int_tuple, finish_outputs
+from .registry import register_family
 from .tcn import TCN
 from .towers import StackedTowers
 
@@ -25,6 +26,7 @@ class MHConfig(SurrogateConfig):
         self.tower_hidden = as_int_tuple(self.tower_hidden)
 
 
+@register_family("mh", MHConfig, stepper="surrogate_cell.engine.incremental:MHStepper")
 class MH(nn.Module):
     """Shared TCN -> flattened features -> one ELU tower per task."""
 
@@ -35,6 +37,10 @@ class MH(nn.Module):
         self.tcn = TCN(config.tcn_config(config.channels))
         self.towers = StackedTowers(config.n_tasks, self.tcn.n_features,
                                     config.tower_hidden, nn.ELU)
+
+    def input_stacks(self) -> list[TCN]:
+        """The TCN stacks that read the model input (for the incremental stepper)."""
+        return [self.tcn]
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """Voltage predictions (batch, n_tasks - 1) and spike logit (batch,)."""

@@ -15,6 +15,7 @@ import torch
 from torch import Tensor, nn
 
 from .base import SurrogateConfig, as_int_tuple, finish_outputs
+from .registry import register_family
 from .tcn import TCN
 from .towers import StackedTowers
 
@@ -44,6 +45,7 @@ class MMoEConfig(SurrogateConfig):
             raise ValueError("n_experts must be >= 1")
 
 
+@register_family("mmoe", MMoEConfig, stepper="surrogate_cell.engine.incremental:MMoEStepper", has_experts=True)
 class MMoE(nn.Module):
     """Experts (grouped TCN) + compressor TCN + per-task softmax gates + towers."""
 
@@ -63,6 +65,10 @@ class MMoE(nn.Module):
         self.gate_bias = (nn.Parameter(torch.zeros(config.n_tasks, config.n_experts))
                           if config.gate_bias else None)
         self.towers = StackedTowers(config.n_tasks, n_features, config.tower_hidden, nn.ELU)
+
+    def input_stacks(self) -> list[TCN]:
+        """The TCN stacks that read the model input (for the incremental stepper)."""
+        return [self.experts, self.compressor]
 
     def gate_logits(self, compressed: Tensor) -> Tensor:
         """Gate logits (batch, n_tasks, n_experts) from compressor features (batch, features)."""

@@ -15,6 +15,7 @@ import torch
 from torch import Tensor
 
 from .mmoe import MMoE, MMoEConfig
+from .registry import register_family
 
 
 @dataclass
@@ -67,6 +68,8 @@ def make_gate_mask(n_tasks: int, n_experts: int, fraction: float, exclusion: boo
     return mask
 
 
+@register_family("mmoeex", MMoEExConfig, stepper="surrogate_cell.engine.incremental:MMoEStepper",
+                 has_experts=True)
 class MMoEEx(MMoE):
     """:class:`MMoE` whose gates see only the experts allowed by a fixed mask."""
 

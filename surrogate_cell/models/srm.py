@@ -64,6 +64,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .base import SurrogateConfig, split_outputs
+from .registry import register_family
 from .tcn import MaskDropout
 
 
@@ -335,6 +336,35 @@ class MemberSpikeHeads(nn.Module):
         return self.layers(per_member.flatten(1)).mean(dim=1, keepdim=True)
 
 
+def srm_data_fields(cell_meta: dict, normalisation, fields: dict) -> dict:
+    """The SRM config fields that come from the training cell (see :class:`ModelFamily`).
+
+    The soma's voltage channel and its spike threshold in z units always; the input pools when
+    the config asks for pooled filters; the input sections and their distances when it asks for
+    dendritic subunits or a section projection.
+    """
+    soma = int(cell_meta["soma_segment"])
+    values = {"soma_segment": soma,
+              "spike_threshold_z": float((cell_meta["spike_threshold_mv"] - normalisation.mean[soma])
+                                         / normalisation.std[soma])}
+    if fields.get("pooled_taus"):
+        values["input_pools"] = pools_by_section_type(
+            [cell_meta["section_types"][segment] for segment in cell_meta["input_segments"]])
+    if fields.get("subunit_hidden") or fields.get("section_projection"):
+        values["input_sections"] = cell_meta["input_sections"]
+        values["section_distances"] = cell_meta["section_distances"]
+    return values
+
+
+SRM_FLOAT16_WEIGHTS = ("projection.weight",)
+"""Weights shipped in float16 (loading casts them back to float32). The projection is the bulk of
+the file (one row per filtered input) and tolerates it: its rows are summed into features; the
+towers, whose neighbour differences set the LFP, stay float32."""
+
+
+@register_family("srm", SRMConfig, stepper="surrogate_cell.engine.srm_stepper:SRMStepper",
+                 data_fields=srm_data_fields, calibrates_spikes=True, ensembles=True,
+                 float16_weights=SRM_FLOAT16_WEIGHTS)
 class SRM(nn.Module):
     """Filter bank -> linear projection -> ELU MLP -> per-task linear towers (+ spike jump)."""
 

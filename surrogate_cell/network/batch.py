@@ -16,9 +16,10 @@ import torch
 from surrogate_cell.engine import make_stepper
 from surrogate_cell.network.config import Population, Probe
 from surrogate_cell.network.connectivity import ConnectionTable, PopulationSpan
-from surrogate_cell.network.delivery import SpikeDelivery, SpikeDetector
+from surrogate_cell.network.delivery import SpikeDelivery
 from surrogate_cell.network.drive import DriveSchedule, DriveSource
 from surrogate_cell.network.templates import CellTemplate
+from surrogate_cell.spikes import SpikeDetector
 
 
 @dataclass

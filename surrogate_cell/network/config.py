@@ -14,8 +14,9 @@ from dataclasses import dataclass, field
 import LFPy
 import numpy as np
 
-from surrogate_cell.cell import DEFAULT_SPIKE_REFRACTORY_MS, TRAINED_WEIGHT
+from surrogate_cell.cell import TRAINED_WEIGHT
 from surrogate_cell.cells.layout import EVENT_KINDS, SYNAPSE_SECTION_TYPES
+from surrogate_cell.spikes import REFRACTORY_MS
 
 MIN_DELAY_MS = 1.0
 """Shortest synaptic delay: one model step, so a spike acts no earlier than the next step."""
@@ -59,7 +60,7 @@ class Population:
     rotations: np.ndarray | None = None
     cell_kwargs: dict = field(default_factory=dict)
     spike_threshold_mv: float | None = None
-    spike_refractory_ms: float = DEFAULT_SPIKE_REFRACTORY_MS
+    spike_refractory_ms: float = REFRACTORY_MS
 
     def __post_init__(self) -> None:
         if not isinstance(self.n_cells, (int, np.integer)) or self.n_cells < 1:

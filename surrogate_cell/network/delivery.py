@@ -1,4 +1,4 @@
-"""Spikes out of and events into one batch of cells: threshold detection and delayed delivery.
+"""Events into one batch of cells: delayed delivery of spikes (detected by :class:`~surrogate_cell.spikes.SpikeDetector`).
 
 Time convention (the model's): step ``t`` takes the events of bin ``[t, t+1)`` and gives the
 voltages at ``t+1``. A spike is the upward threshold crossing of the soma voltage, at the
@@ -17,32 +17,6 @@ import numpy as np
 import torch
 
 from surrogate_cell.network.connectivity import ConnectionTable
-
-
-class SpikeDetector:
-    """Upward crossings of per-cell thresholds by the soma voltage, at most one per refractory period."""
-
-    def __init__(self, thresholds_mv: np.ndarray, refractory_ms: np.ndarray, device: torch.device):
-        self.thresholds = torch.as_tensor(thresholds_mv, dtype=torch.float64, device=device)
-        self.refractory = torch.as_tensor(refractory_ms, dtype=torch.float64, device=device)
-        self.previous = torch.zeros_like(self.thresholds)
-        self.last_spike = torch.full_like(self.thresholds, -np.inf)
-
-    def reset(self, soma_mv: torch.Tensor) -> None:
-        """Start from the soma voltages at t = 0, with no spike before."""
-        self.previous = soma_mv.to(torch.float64).clone()
-        self.last_spike.fill_(-np.inf)
-
-    def detect(self, soma_mv: torch.Tensor, t: int) -> torch.Tensor:
-        """Spike times (ms) in ``(t, t+1]`` given the soma voltages at ``t+1``; NaN where none."""
-        now = soma_mv.to(torch.float64)
-        crossed = (self.previous < self.thresholds) & (now >= self.thresholds)
-        fraction = (self.thresholds - self.previous) / torch.where(crossed, now - self.previous, 1.0)
-        times = t + fraction
-        fired = crossed & (times - self.last_spike >= self.refractory)
-        self.last_spike = torch.where(fired, times, self.last_spike)
-        self.previous = now
-        return torch.where(fired, times, torch.full_like(times, float("nan")))
 
 
 class SpikeDelivery:

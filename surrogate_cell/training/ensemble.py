@@ -29,6 +29,7 @@ from surrogate_cell.checkpoint import (
     model_meta,
     save_checkpoint,
 )
+from surrogate_cell.models import family_of
 from surrogate_cell.models.normalisation import Normalisation
 from surrogate_cell.models.srm import SRM, SRMConfig
 
@@ -45,8 +46,9 @@ def check_members(models: list[SRM], metas: list[dict], paths: list[Path]) -> No
     if len(models) < 2:
         raise CheckpointError("an ensemble needs at least two --checkpoint files")
     for model, meta, path in zip(models, metas, paths):
-        if not isinstance(model, SRM):
-            raise CheckpointError(f"{path} holds a {meta['family']} model; ensembles are built from SRM checkpoints.")
+        if not family_of(model).ensembles:
+            raise CheckpointError(f"{path} holds a {meta['family']} model, whose family cannot be stacked into "
+                                  "an ensemble; ensembles are built from SRM checkpoints.")
         if model.config.members != 1:
             raise CheckpointError(f"{path} is already an ensemble ({model.config.members} members); "
                                   "give its members' checkpoints instead.")

@@ -16,16 +16,10 @@ from pathlib import Path
 import torch
 
 from surrogate_cell.checkpoint import REQUIRED_KEYS, CheckpointError, read_checkpoint
+from surrogate_cell.models import get_family
 from surrogate_cell.pretrained import PRETRAINED_DIR
 
 PACKAGE_BUDGET_BYTES = 25 * 1024 * 1024
-FLOAT16_WEIGHTS = {"srm": ("projection.weight",)}
-"""Weights shipped in float16 (loading casts them back to float32). The SRM projection is the
-bulk of the file (one row per filtered input) and tolerates it: its rows are summed into
-features, and rounding them to float16 moved predicted voltages by < 0.003 mV (measured on the
-three-member l5pc ensemble); the towers, whose neighbour differences set the LFP, stay float32."""
-
-
 def shipped_payload(checkpoint: str | Path) -> dict:
     """The checkpoint without training state, with data paths reduced to their file names
     (its own and, for an ensemble, every member's)."""
@@ -50,8 +44,8 @@ def strip_data_paths(record: dict) -> None:
 
 
 def compact_weights(state: dict, family: str) -> dict:
-    """The state dict with the weights of :data:`FLOAT16_WEIGHTS` in float16."""
-    names = FLOAT16_WEIGHTS.get(family, ())
+    """The state dict with the weights the family allows in half precision in float16."""
+    names = get_family(family).float16_weights
     return {name: tensor.half() if name in names else tensor for name, tensor in state.items()}
 
 
