@@ -19,7 +19,7 @@ from surrogate_cell.engine import (
 )
 from surrogate_cell.engine.dense import DenseProduct
 from surrogate_cell.engine.sliding import SlidingWindow
-from surrogate_cell.models import build_model
+from surrogate_cell.models import FAMILIES, build_model
 from surrogate_cell.models.base import model_input
 from surrogate_cell.models.normalisation import Normalisation
 
@@ -80,6 +80,21 @@ def largest_relative_error(model, dtype, window: int, n_steps: int = 150, densit
 
 
 # ------------------------------------------------------------------ equality with a full recompute
+
+
+REGISTERED_SIZES = {**FAMILY_SIZES, "srm": dict(taus=(1.0, 5.0, 30.0), hidden=6, mlp_layers=1, soma_segment=2,
+                                                spike_threshold_z=1.5)}
+"""Small test sizes of every registered family: a family registered without them fails below."""
+
+
+@pytest.mark.parametrize("family", sorted(FAMILIES))
+def test_every_registered_family_has_a_fast_stepper_equal_to_the_full_recompute(family):
+    assert family in REGISTERED_SIZES, f"give the newly registered family {family!r} test sizes"
+    torch.manual_seed(0)
+    model = build_model(family, {**REGISTERED_SIZES[family], **PAPER_WINDOW, "dropout": 0.0,
+                                 "in_channels": N_EVENTS + N_SEGMENTS, "n_tasks": N_SEGMENTS + 1,
+                                 "event_channels": N_EVENTS})
+    assert largest_relative_error(model, torch.float64, PAPER_WINDOW["window"], n_steps=40) < 1e-9
 
 
 @pytest.mark.parametrize("window", [PAPER_WINDOW, SHORT_WINDOW], ids=["paper", "short"])
