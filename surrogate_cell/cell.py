@@ -254,6 +254,7 @@ class SurrogateCell(LFPy.Cell):
 
     def _input_channel(self, idx: int, syntype: str, kwargs: dict, label: str) -> int:
         """Input channel of a synapse; raises :class:`SynapseMappingError` for anything the model never saw."""
+        idx = _one_segment(idx, label)
         kind = self._synapse_kind(syntype, kwargs, label)
         weight = kwargs.get("weight")
         if weight is None or abs(float(weight) - TRAINED_WEIGHT) > _WEIGHT_TOLERANCE:
@@ -417,7 +418,7 @@ class SurrogateCell(LFPy.Cell):
         """``synapse.v`` for synapses created with ``record_potential=True``, as LFPy sets it."""
         for synapse in self.synapses:
             if synapse.record_potential:
-                synapse.v = vmem[synapse.idx].copy()
+                synapse.v = vmem[_one_segment(synapse.idx, 'synapse')].copy()
 
     # ------------------------------------------------------------------ time and refusals
 
@@ -551,9 +552,23 @@ def _fill_probes(probes: Sequence, imem: np.ndarray, n_segments: int) -> None:
 
 
 def _probe_file_names(probes: Sequence) -> list[str]:
-    """LFPy's data set names: class name + running number per class (``RecExtElectrode0`` ...)."""
+    """LFPy's data set names: the probe's class name (``RecExtElectrode``, ``CurrentDipoleMoment``).
+
+    LFPy cannot write two probes of one class to a file; here a repeated class gets a running
+    number from its second probe on (``RecExtElectrode``, ``RecExtElectrode1``, ...).
+    """
     class_names = [type(probe).__name__ for probe in probes]
-    return [f"{name}{class_names[:position].count(name)}" for position, name in enumerate(class_names)]
+    numbers = [class_names[:position].count(name) for position, name in enumerate(class_names)]
+    return [f"{name}{number or ''}" for name, number in zip(class_names, numbers)]
+
+
+def _one_segment(idx, label: str) -> int:
+    """The segment index of a synapse: an int, or a one-element array as LFPy's index helpers return."""
+    indices = np.ravel(np.asarray(idx))
+    if indices.size != 1 or not np.issubdtype(indices.dtype, np.integer):
+        raise SynapseMappingError(f"{label}: idx must be one segment index (an int or a one-element "
+                                  f"array), got {idx!r}; attach one synapse per segment.")
+    return int(indices[0])
 
 
 def _write_probe_file(probes: Sequence, file_name) -> None:

@@ -140,8 +140,8 @@ def test_every_probe_gets_its_matrix_times_imem(cell, tmp_path):
         assert probe.data.shape[1] == cell.tvec.size
         np.testing.assert_allclose(probe.data, probe.get_transformation_matrix() @ cell.imem)
     with h5py.File(tmp_path / "probes.h5") as h5:
-        assert sorted(h5) == sorted(["RecExtElectrode0", "CurrentDipoleMoment0", "PointSourcePotential0",
-                                     "LineSourcePotential0", "RecMEAElectrode0", "RecExtElectrode1"])
+        assert sorted(h5) == sorted(["RecExtElectrode", "CurrentDipoleMoment", "PointSourcePotential",
+                                     "LineSourcePotential", "RecMEAElectrode", "RecExtElectrode1"])
         np.testing.assert_allclose(h5["RecExtElectrode1"][()], probes[-1].data)
 
 
@@ -342,3 +342,28 @@ def test_default_device_is_cuda_when_available():
 def test_low_precision_is_cuda_only(checkpoint):
     with pytest.raises(DeviceError, match="only supported on CUDA"):
         SurrogateCell(model=checkpoint, device="cpu", dtype="float16")
+
+
+def test_probe_files_use_lfpys_data_set_names(tmp_path):
+    names = {}
+    for label, make in (("neuron", lambda: l5pc(tstop=2.0)),
+                        ("surrogate", lambda: SurrogateCell(model="l5pc-default", tstop=2.0))):
+        cell = make()
+        probes = [LFPy.RecExtElectrode(cell, x=np.array([50.0]), y=np.zeros(1), z=np.zeros(1)),
+                  LFPy.CurrentDipoleMoment(cell)]
+        cell.simulate(probes=probes, to_file=True, file_name=tmp_path / label)
+        with h5py.File(tmp_path / f"{label}.h5") as h5:
+            names[label] = sorted(h5)
+        del cell
+    assert names["surrogate"] == names["neuron"]
+
+
+def test_synapse_index_may_be_a_one_element_array_as_lfpy_helpers_return(cell):
+    idx = cell.get_rand_idx_area_norm(section="dend", nidx=1)
+    assert isinstance(idx, np.ndarray) and idx.size == 1
+    synapse = LFPy.Synapse(cell, idx=idx, syntype="AMPANMDA", weight=1.0, record_potential=True)
+    synapse.set_spike_times(np.array([2.0]))
+    cell.simulate(rec_vmem=True)
+    np.testing.assert_array_equal(synapse.v, cell.vmem[int(idx[0])])
+    with pytest.raises(SynapseMappingError, match="one segment index"):
+        LFPy.Synapse(cell, idx=np.array([1, 2]), syntype="AMPANMDA", weight=1.0)
