@@ -4,6 +4,14 @@ All experts read the same input and are evaluated together as one grouped
 TCN. A smaller "compressor" TCN summarises the input for the gates: task
 ``t`` mixes the expert features with ``softmax(compressed @ W_t + b_t)``
 and feeds the mixture to its own tower.
+
+One of the published voltage-feedback architectures (MH, MMoE, MMoEEx): the input window
+holds the last ``window`` ms of synaptic events **and of every segment's own past
+voltage** (``voltage_input: false`` drops the voltages; see ``rescaled_init``).
+Teacher-forced (true voltage history) such models are accurate; run free on
+their own predictions, as ``SurrogateCell`` does, their errors feed back and they drift.
+The shipped default uses the SRM family instead (:mod:`surrogate_cell.models.srm`), which
+reads no voltages. See ``docs/experiments.md`` for what was measured.
 """
 
 from __future__ import annotations

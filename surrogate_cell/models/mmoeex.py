@@ -5,6 +5,14 @@ construction, with a seeded generator. With exclusivity (default) each such
 expert is reserved for one randomly chosen task and hidden from all others;
 with exclusion it is hidden from one randomly chosen task only. Hidden
 experts get a gate logit of ``-inf``, so their softmax gate weight is exactly 0.
+
+One of the published voltage-feedback architectures (MH, MMoE, MMoEEx): the input window
+holds the last ``window`` ms of synaptic events **and of every segment's own past
+voltage** (``voltage_input: false`` drops the voltages; see ``rescaled_init``).
+Teacher-forced (true voltage history) such models are accurate; run free on
+their own predictions, as ``SurrogateCell`` does, their errors feed back and they drift.
+The shipped default uses the SRM family instead (:mod:`surrogate_cell.models.srm`), which
+reads no voltages. See ``docs/experiments.md`` for what was measured.
 """
 
 from __future__ import annotations

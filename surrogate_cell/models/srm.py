@@ -3,7 +3,9 @@
 Like the spike response model of Gerstner & Kistler, every segment's voltage is a function of
 filtered synaptic input plus the after-effects of the cell's own somatic spikes, and nothing
 else: the model never reads its own past sub-threshold voltages, so a free run cannot
-accumulate errors and drift (the failure of the voltage-feedback TCN models).
+accumulate errors and drift (the failure of the voltage-feedback TCN models: the published
+MH, MMoE and MMoEEx). The shipped default ``l5pc-default`` is an ensemble of SRMs; what was
+measured on the way is in ``docs/experiments.md``.
 
 - **Filter bank.** Each event channel (and the somatic spike train, read from the soma
   voltage of the input window with a threshold) is convolved over the window with fixed
@@ -26,9 +28,9 @@ accumulate errors and drift (the failure of the voltage-feedback TCN models).
 - **Section projection.** With ``section_projection`` the projection reads every section's
   summed excitatory and inhibitory events (and the spike train) instead of every segment's:
   164 instead of 1284 inputs for the Hay cell, so ~8x fewer projection weights to fit from
-  the same data (a linear soma model on section sums generalised better than one on segments:
-  1.40 vs 1.62 mV sub-threshold error on held-out high-drive input). Being linear in the
-  events, it too folds into per-channel rows for the stepping engine.
+  the same data (fewer, spatially pooled inputs generalise better from little data, at the
+  price of where along a long section the inputs arrive). Being linear in the events, it too
+  folds into per-channel rows for the stepping engine.
 - **Shared trunk (MH: hard parameter sharing).** A linear projection of all filtered
   inputs to ``hidden`` features, then an ELU MLP.
 - **Per-task linear towers.** Every task (segment voltages, spike logit) reads the

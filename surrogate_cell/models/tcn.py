@@ -11,6 +11,10 @@ A :class:`TCN` can hold ``n_members`` independent networks evaluated together
 convolution with ``n_members * channels[0]`` outputs over the shared input,
 and every later convolution is grouped with ``groups = n_members``. This is
 exactly ``n_members`` separate TCNs, computed in one pass per layer.
+
+The TCN is the trunk of the published voltage-feedback architectures (:mod:`.mh`,
+:mod:`.mmoe`, :mod:`.mmoeex`), which read their own past voltages: accurate teacher-forced,
+they drift when run free. The SRM family of the shipped default has no TCN.
 """
 
 from __future__ import annotations
@@ -239,7 +243,7 @@ def rescale_initialisation(blocks) -> None:
     With the published initialisation (default convolution init, residual projections
     N(0, 0.01)), each block scales input differences by about 0.02, and sparse binary events
     barely move the first pre-activations: an events-only network starts blind to its input
-    (features change ~1e-5) and plain training did not recover in 3000 steps. Here every
+    (features change ~1e-5), and plain training struggles to recover. Here every
     convolution's weight-norm magnitude is multiplied by ``CONV_GAIN`` (the first by
     ``FIRST_BLOCK_GAIN``) and residual projections get std ``RESIDUAL_GAIN / sqrt(fan_in)``
     (times ``FIRST_BLOCK_GAIN`` in the first block), which makes feature changes ~0.1.
