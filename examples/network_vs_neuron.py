@@ -11,8 +11,8 @@ counts per cell and the Pearson r of the summed LFP and dipole::
 
     python examples/network_vs_neuron.py [--model l5pc-default] [--n-cells 30] [--duration-ms 500] [--seed 0]
 
-Until ``l5pc-default`` is shipped, pass a trained checkpoint with ``--model runs/mh/best.pt``
-or ``--fallback-model PATH``; ``--fallback-model random`` shows the plumbing with a
+Another model: a shipped name or a checkpoint path with ``--model runs/srm/best.pt``, or
+``--fallback-model PATH`` used when ``--model`` does not exist; ``--fallback-model random`` shows the plumbing with a
 random-weight model (its voltages are flat and meaningless).
 """
 

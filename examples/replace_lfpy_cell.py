@@ -6,10 +6,10 @@ Run with NEURON (the Hay L5PC)::
 
 Run the same script with a trained surrogate (only the ``cell = ...`` line differs)::
 
-    python examples/replace_lfpy_cell.py --surrogate runs/mh/best.pt
+    python examples/replace_lfpy_cell.py --surrogate l5pc-default
 
-Until a trained model exists, a random-weight checkpoint shows the plumbing (its output is
-meaningless, flat voltages)::
+A random-weight checkpoint shows the plumbing alone (its output is meaningless, flat
+voltages)::
 
     python examples/replace_lfpy_cell.py --write-random-checkpoint /tmp/random.pt
     python examples/replace_lfpy_cell.py --surrogate /tmp/random.pt

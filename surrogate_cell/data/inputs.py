@@ -211,7 +211,11 @@ def input_config_to_dict(config: InputConfig) -> dict:
 
 
 def load_input_config(path: str | Path) -> InputConfig:
-    """Read an input config from a YAML file (see ``training/inputs/*.yaml``)."""
+    """Read an input config from a YAML file: ``regime`` plus that regime's fields.
+
+    The same mapping sits under ``inputs:`` in the simulation (data) configs, e.g.
+    ``default.yaml``; ``published.yaml`` and ``poisson.yaml`` list each regime's defaults.
+    """
     with open(path) as fh:
         return input_config_from_dict(yaml.safe_load(fh) or {})
 

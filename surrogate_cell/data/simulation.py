@@ -73,7 +73,9 @@ class SimulationConfig:
     inhibitory synapse. ``soma_samples_per_ms`` must divide the steps per ms.
     ``spike_threshold_mv`` is the peak threshold of somatic spikes. ``voltage_dtype``
     (float32 or float16) and ``compression`` (gzip, lzf or none) set the storage.
-    ``inputs`` is the synaptic input regime in the format of ``training/inputs/*.yaml``.
+    ``inputs`` is the synaptic input regime (:class:`~surrogate_cell.data.inputs.PublishedInputConfig`
+    or :class:`~surrogate_cell.data.inputs.PoissonInputConfig` fields, as under ``inputs:`` in
+    the data configs ``default.yaml``, ``poisson.yaml`` and ``published_high_drive.yaml``).
     """
 
     dt: float = 0.025

@@ -1,12 +1,16 @@
 """Train a surrogate on a simulated data set: ``python -m surrogate_cell.training train``.
 
 Loss: MSE on z-scored voltages of every segment + BCE-with-logits on the somatic-spike task,
-optionally balanced per task with LBTW. Free-running robustness comes from Gaussian noise on
-the voltage history (``history_noise_std``), random drifts ramped into it
-(``history_drift_std``), a free-running lead-in of up to ``free_lead_ms`` (the model on its
-own predictions, no gradients) and unrolling ``rollout_steps`` milliseconds on the model's
-own predictions. With ``val_free_ms`` > 0 the best checkpoint is the one with the lowest
-free-running validation RMSE. Runs on one process or under ``torchrun``
+optionally balanced per task with LBTW. SRM checkpoints read no voltages, so teacher-forced
+training is already free-running training for everything below threshold; ``train``
+calibrates their spike output on the validation splits at the end. For the published
+voltage-feedback models (MH, MMoE, MMoEEx), which read their own past voltages, robustness
+when run free can be trained with Gaussian noise on the voltage history
+(``history_noise_std``), random drifts ramped into it (``history_drift_std``), a
+free-running lead-in of up to ``free_lead_ms`` (the model on its own predictions, no
+gradients) and unrolling ``rollout_steps`` milliseconds on the model's own predictions. With
+``val_free_ms`` > 0 the best checkpoint is the one with the lowest free-running validation
+RMSE. Runs on one process or under ``torchrun``
 (DistributedDataParallel, gloo on CPU, NCCL on GPU); rank 0 writes checkpoints (``best.pt``,
 ``last.pt``) and ``metrics.csv``.
 """
