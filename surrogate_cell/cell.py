@@ -136,22 +136,70 @@ def binary_events(counts: np.ndarray) -> np.ndarray:
 class SurrogateCell(LFPy.Cell):
     """An ``LFPy.Cell`` simulated by a trained surrogate model instead of NEURON.
 
-    ``model`` is a checkpoint path or the name of a shipped checkpoint (:func:`available_models`).
-    ``cell_kwargs`` are what a user gives ``LFPy.Cell`` / the model's cell builder
-    (``tstop``, ``v_init``, ``morphology``, ...); missing ones come from the model's cell
-    recipe, except ``dt`` which defaults to the model's 1 ms step. The built cell must be the
-    one the model was trained on (same segment hash), else :class:`CheckpointError`.
+    The geometry is built by the model's own cell recipe (e.g. :func:`~surrogate_cell.cells.l5pc`),
+    so everything geometric (``set_pos``, ``set_rotation``, ``get_idx``, probes) is LFPy's own
+    code; only :meth:`simulate` differs. As in LFPy, creating a cell deletes all existing
+    NEURON sections: one cell per process at a time. NEURON itself is never run by
+    :meth:`simulate`.
 
-    ``device`` (default: CUDA if available, else CPU) and ``dtype`` (default float32;
-    float16/bfloat16 on CUDA only) choose where the model runs. ``history_mv`` /
-    ``history_events`` set the default start state of :meth:`simulate`. Output spikes
-    (``spike_times``) are upward crossings of ``spike_threshold`` (mV; default: the threshold
-    chosen from the training data, stored in the checkpoint) by the soma voltage, at most one
-    per ``spike_refractory_ms``. ``stepper`` builds the stepping engine
-    (``stepper(model, normalisation, n_cells, device, dtype)`` with ``reset``/``step``).
+    Parameters
+    ----------
+    model : str or os.PathLike
+        Checkpoint path (``.pt``) or the name of a shipped model, e.g. ``"l5pc-default"``
+        (:func:`surrogate_cell.pretrained.available_models`).
+    device : str or torch.device, optional
+        Where the model runs; default CUDA if available, else CPU.
+    dtype : str or torch.dtype, optional
+        Model precision; default float32 (float16/bfloat16 on CUDA only).
+    history_mv : ndarray, optional
+        Default start state of :meth:`simulate`: segment voltages (mV), shape
+        (totnsegs, >= window), window = the model's window in 1 ms samples (100 for the
+        shipped models); the last ``window`` columns are used. Default: every segment at
+        ``v_init``.
+    history_events : ndarray, optional
+        Default start input: binary events, shape (n_event_channels, >= window), one column
+        per ms. Default: no events.
+    spike_threshold : float, optional
+        Somatic spike threshold (mV): output spikes are upward crossings of it by the soma
+        voltage. Default: the threshold stored in the checkpoint (chosen from the training
+        data), else -25 mV.
+    spike_refractory_ms : float, default 2.0
+        Minimum interval (ms) between two output spikes.
+    stepper : callable, default :func:`~surrogate_cell.engine.make_stepper`
+        Builds the stepping engine: ``stepper(model, normalisation, n_cells, device, dtype)``
+        returning an object with ``reset`` and ``step``.
+    **cell_kwargs
+        What ``LFPy.Cell`` / the model's cell builder takes (``tstop`` in ms, ``v_init`` in
+        mV, ``morphology``, ...); missing ones come from the model's cell recipe, except
+        ``dt``, which defaults to the model's 1 ms step (another value is replaced by 1 ms
+        with a :class:`TimeStepWarning`).
 
-    As in LFPy, creating a cell deletes all existing NEURON sections: one cell per process
-    at a time. NEURON itself is never run by :meth:`simulate`.
+    Raises
+    ------
+    CheckpointError
+        If the built cell is not the one the model was trained on (different segment hash)
+        or the checkpoint cannot be read.
+
+    Attributes
+    ----------
+    spike_times : ndarray
+        Somatic spike times (ms) of the last :meth:`simulate`.
+    input_segments : ndarray of int
+        Segments with input channels (the trained synapse-carrying dendrites).
+    soma_segment : int
+        Index of the soma segment.
+    window_ms : int
+        The model's input window (ms).
+    normalisation, model_meta
+        The checkpoint's voltage normalisation and metadata (cell recipe, provenance).
+
+    Examples
+    --------
+    >>> cell = SurrogateCell(model="l5pc-default", tstop=1000.0)  # doctest: +SKIP
+    >>> synapse = LFPy.Synapse(cell, idx=cell.get_closest_idx(z=800.0), syntype="AMPANMDA",
+    ...                        weight=1.0)  # doctest: +SKIP
+    >>> synapse.set_spike_times(np.array([100.0, 250.0]))  # doctest: +SKIP
+    >>> cell.simulate(rec_vmem=True, rec_imem=True)  # doctest: +SKIP
     """
 
     def __init__(self, model: str | os.PathLike, *, device: str | torch.device | None = None,
@@ -205,11 +253,24 @@ class SurrogateCell(LFPy.Cell):
 
     @property
     def n_event_channels(self) -> int:
-        """Number of model input event channels: excitatory ones, then inhibitory ones."""
+        """Number of model input event channels (int): excitatory ones, then inhibitory ones."""
         return 2 * self.input_segments.size
 
     def event_channel(self, idx: int | np.ndarray, kind: str) -> np.ndarray:
-        """Input channel(s) of segment(s) ``idx`` for synapse ``kind`` ("exc" or "inh"); -1 = none."""
+        """Input channel(s) of segment(s) ``idx`` for synapses of one kind.
+
+        Parameters
+        ----------
+        idx : int or array_like of int
+            Segment index or indices.
+        kind : {"exc", "inh"}
+            Excitatory (AMPA+NMDA) or inhibitory (GABA_A) channel.
+
+        Returns
+        -------
+        ndarray of int
+            The channel of every segment, -1 where the segment has no input channel.
+        """
         if kind not in EVENT_KINDS:
             raise ValueError(f"kind must be one of {EVENT_KINDS}, got {kind!r}")
         rows = self._input_row_of_segment[np.asarray(idx, dtype=np.int64)]
@@ -217,11 +278,18 @@ class SurrogateCell(LFPy.Cell):
         return np.where(rows >= 0, rows + offset, -1)
 
     def input_events(self) -> np.ndarray:
-        """The model input of the attached synapses: uint8 (n_event_channels, tstop) events.
+        """The model input of the attached synapses.
 
-        Column ``k`` holds the events of ``[k, k+1)`` ms; channels are the excitatory ones of
-        ``input_segments`` followed by the inhibitory ones. Raises :class:`SynapseMappingError`
-        for synapses the model cannot represent (see the module docstring for the rules).
+        Returns
+        -------
+        ndarray of uint8, shape (n_event_channels, tstop)
+            Binary events: column ``k`` holds the events of ``[k, k+1)`` ms; channels are the
+            excitatory ones of ``input_segments`` followed by the inhibitory ones.
+
+        Raises
+        ------
+        SynapseMappingError
+            For synapses the model cannot represent (see the module docstring for the rules).
         """
         n_steps = self._n_steps()
         synapses = list(self.synapses)
@@ -236,8 +304,37 @@ class SurrogateCell(LFPy.Cell):
         """Register a synapse (called by ``LFPy.Synapse``) without creating NEURON objects.
 
         The surrogate needs no NEURON synapse, and none means no NetCon left pointing at deleted
-        sections when the next cell is built. A synapse the model cannot represent raises
-        :class:`SynapseMappingError` here, at the user's ``LFPy.Synapse(...)`` line.
+        sections when the next cell is built.
+
+        Parameters
+        ----------
+        idx : int
+            Segment index; it must have an input channel.
+        syntype : str
+            Mechanism name: ``"AMPANMDA"`` (excitatory) or ``"GABAA"`` (inhibitory) with their
+            trained parameters, or any mechanism whose reversal potential ``e`` (mV) is
+            >= -40 (excitatory) or <= -60 (inhibitory), which then stands in for the trained
+            synapse of that kind (with a :class:`SynapseMappingWarning`).
+        record_current : bool
+            Must be False (the model predicts no synaptic currents).
+        record_potential : bool
+            Record the segment voltage at the synapse (filled by :meth:`simulate`).
+        weight : float
+            Must be the trained 1.0 (one activation of the trained synapse).
+        **kwargs
+            Mechanism parameters, e.g. ``e`` (mV).
+
+        Returns
+        -------
+        int
+            The synapse's number (as LFPy's ``set_synapse``).
+
+        Raises
+        ------
+        SynapseMappingError
+            For a synapse the model cannot represent, at the user's ``LFPy.Synapse(...)`` line.
+        UnsupportedFeatureError
+            For ``record_current=True``.
         """
         if record_current:
             raise _unsupported("record_current=True on synapses (synaptic currents)",
@@ -343,15 +440,52 @@ class SurrogateCell(LFPy.Cell):
                  to_file=False, file_name=None, history_mv=None, history_events=None, **kwargs):
         """Run the surrogate and fill ``tvec``, ``somav``, ``spike_times`` (and ``vmem``, ``imem``, probes).
 
-        Same arguments and results as ``LFPy.Cell.simulate``, at the model's 1 ms resolution:
-        ``tvec`` is ``0, 1, ..., tstop`` ms; ``vmem`` (mV) and ``imem`` (nA, ``M @ vmem`` with
-        LFPy's vmem -> imem matrix) are (totnsegs, len(tvec)); each probe's ``data`` is
-        ``probe.get_transformation_matrix() @ imem`` (also written to ``file_name`` with
-        ``to_file``, named like LFPy's). ``history_mv`` (totnsegs, >= window) mV and
-        ``history_events`` (n_event_channels, >= window) override the start state (default:
-        the constructor's, else every segment at ``v_init`` without events). ``atol``/``rtol``
-        and ``to_memory`` are accepted for compatibility; data are always kept in memory.
-        Features a surrogate cannot provide raise :class:`UnsupportedFeatureError`.
+        Same arguments and results as ``LFPy.Cell.simulate``, at the model's 1 ms resolution.
+        The model runs free: each 1 ms step reads its own earlier outputs, from the start state
+        on.
+
+        Parameters
+        ----------
+        probes : list of LFPy probes, optional
+            E.g. ``LFPy.RecExtElectrode``, ``LFPy.CurrentDipoleMoment``; each probe's ``data``
+            becomes ``probe.get_transformation_matrix() @ imem`` (mV for electrodes,
+            nA µm for dipole moments), shape (n_contacts, len(tvec)).
+        rec_imem : bool
+            Keep ``imem`` (nA), shape (totnsegs, len(tvec)): LFPy's vmem -> imem matrix times
+            ``vmem``.
+        rec_vmem : bool
+            Keep ``vmem`` (mV), shape (totnsegs, len(tvec)).
+        rec_ipas, rec_icap, rec_variables, variable_dt
+            Must be left at their defaults (the model predicts only segment voltages on a
+            1 ms grid).
+        atol, rtol, to_memory
+            Accepted for compatibility and ignored; data are always kept in memory.
+        to_file : bool
+            Also write the probe data to ``file_name`` (HDF5, named like LFPy's).
+        file_name : str, optional
+            Output file for ``to_file``.
+        history_mv : ndarray, optional
+            Start voltages (mV), shape (totnsegs, >= window); the last ``window`` columns are
+            used. Default: the constructor's, else every segment at ``v_init``.
+        history_events : ndarray, optional
+            Start input events, shape (n_event_channels, >= window). Default: the
+            constructor's, else none.
+        **kwargs
+            Any other ``LFPy.Cell.simulate`` keyword raises.
+
+        Returns
+        -------
+        None
+            Results are attributes, as in LFPy: ``tvec`` (ms; ``0, 1, ..., tstop``),
+            ``somav`` (mV), ``spike_times`` (ms), ``vmem``/``imem`` if requested, and the
+            probes' ``data``.
+
+        Raises
+        ------
+        UnsupportedFeatureError
+            For features a surrogate cannot provide.
+        SynapseMappingError
+            For synapses the model cannot represent.
         """
         self._refuse_unsupported(rec_ipas, rec_icap, rec_variables, variable_dt, kwargs)
         self._use_model_step()
@@ -373,7 +507,13 @@ class SurrogateCell(LFPy.Cell):
         self._collect_synapse_potentials(vmem)
 
     def get_vmem_to_imem_matrix(self) -> np.ndarray:
-        """LFPy's ``get_transformation_matrix_vmem_to_imem()``, computed once (it depends on no position)."""
+        """LFPy's ``get_transformation_matrix_vmem_to_imem()``, computed once (it depends on no position).
+
+        Returns
+        -------
+        ndarray, shape (totnsegs, totnsegs)
+            Maps segment voltages (mV) to membrane currents (nA).
+        """
         if self._vmem_to_imem is None:
             self._vmem_to_imem = self.get_transformation_matrix_vmem_to_imem()
         return self._vmem_to_imem
@@ -381,7 +521,12 @@ class SurrogateCell(LFPy.Cell):
     def resting_history(self) -> tuple[np.ndarray, np.ndarray]:
         """The default start: every segment at ``v_init`` for one window, no events.
 
-        Returns (voltages (totnsegs, window) mV, events (n_event_channels, window)).
+        Returns
+        -------
+        voltages : ndarray, shape (totnsegs, window)
+            ``v_init`` (mV) everywhere.
+        events : ndarray of uint8, shape (n_event_channels, window)
+            Zeros.
         """
         return (np.full((self.totnsegs, self.window_ms), float(self.v_init)),
                 np.zeros((self.n_event_channels, self.window_ms), dtype=np.uint8))
