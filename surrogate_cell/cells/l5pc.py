@@ -111,13 +111,36 @@ def l5pc(morphology: str | Path | None = None, biophysics: HayBiophysics | None 
          **cell_kwargs) -> LFPy.Cell:
     """Return an ``LFPy.Cell`` with the Hay et al. (2011) layer-5b pyramidal cell biophysics.
 
-    ``morphology=None`` uses the project's built-in synthetic L5 pyramidal morphology; a path
-    loads any morphology LFPy reads (.asc, .swc, .hoc, .xml). Other keyword arguments
-    (``tstop``, ``dt``, ``v_init``, ``celsius``, ...) go to ``LFPy.Cell``; the defaults are the
-    published ones (v_init -76 mV, celsius 34, dt 0.025 ms).
+    Section-wise channel densities, the apical Ih gradient and the Ca_LVAst hot zone, the
+    2 x 30 um axon stub, ``nseg = 1 + 2 int(L / 40 um)`` and the published passive
+    properties. The NMODL mechanisms are compiled and loaded on first use.
 
-    The returned cell carries ``section_types`` (one of soma/axon/basal/apical/oblique per
-    segment), ``max_apical_distance`` (um) and ``recipe`` (the builder arguments).
+    Parameters
+    ----------
+    morphology : str or Path, optional
+        Morphology file LFPy reads (.asc, .swc, .hoc, .xml). Default: the project's built-in
+        synthetic L5 pyramidal morphology (645 segments).
+    biophysics : HayBiophysics, optional
+        Biophysical parameters (:class:`surrogate_cell.cells.biophysics.HayBiophysics`);
+        default: the published values.
+    **cell_kwargs
+        Passed to ``LFPy.Cell``: ``tstop`` (ms, default 100), ``dt`` (ms, default 0.025),
+        ``v_init`` (mV, default -76), ``celsius`` (degC, default 34), ``tstart`` (ms,
+        default 0), ... The keywords that set segmentation and passive properties
+        (``nsegs_method``, ``passive``, ``Ra``, ``cm``, ``custom_fun``, ...) belong to the
+        builder and raise :class:`TypeError`.
+
+    Returns
+    -------
+    LFPy.Cell
+        The cell, carrying also ``section_types`` (ndarray of str, one of
+        soma/axon/basal/apical/oblique per segment), ``max_apical_distance`` (um) and
+        ``recipe`` (dict of the builder arguments, stored in surrogate checkpoints).
+
+    Examples
+    --------
+    >>> cell = l5pc(tstop=1000.0)  # doctest: +SKIP
+    >>> cell = l5pc("cell1.asc", tstop=1000.0)  # the Hay reconstruction  # doctest: +SKIP
     """
     _check_cell_kwargs(cell_kwargs)
     load_mechanisms()
