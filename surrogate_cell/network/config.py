@@ -42,14 +42,35 @@ class PopulationMismatchError(NetworkConfigError):
 class Population:
     """``n_cells`` surrogate cells of one model.
 
-    ``model`` is a checkpoint path or a shipped model name (as for ``SurrogateCell``);
-    ``cell_kwargs`` go to the model's cell builder and must give the trained cell.
-    ``synapse_kind`` ("exc" or "inh") is the kind of every synapse this population's spikes
-    activate. ``positions`` (n_cells, 3) um are soma positions and ``rotations`` (n_cells, 3)
-    radians the angles about x, y, z, applied with LFPy's ``set_pos`` then ``set_rotation``
-    (as ``LFPy.Network`` does); both default to zeros. Output spikes are upward crossings of
-    ``spike_threshold_mv`` (default: the checkpoint's) by the soma voltage, at most one per
-    ``spike_refractory_ms``.
+    Parameters
+    ----------
+    name : str
+        Population name, used by connections, drives and results.
+    model : str or os.PathLike
+        Checkpoint path or shipped model name (as for ``SurrogateCell``), e.g.
+        ``"l5pc-default"``.
+    n_cells : int
+        Number of cells (>= 1).
+    synapse_kind : {"exc", "inh"}, default "exc"
+        Kind of every synapse this population's spikes activate.
+    positions : array_like, shape (n_cells, 3), optional
+        Soma positions (um); default zeros. Applied with LFPy's ``set_pos``.
+    rotations : array_like, shape (n_cells, 3), optional
+        Rotation angles about x, y, z (radians); default zeros. Applied with LFPy's
+        ``set_rotation`` after ``set_pos`` (as ``LFPy.Network`` does).
+    cell_kwargs : dict, optional
+        Passed to the model's cell builder (e.g. ``v_init`` in mV); must give the trained cell.
+    spike_threshold_mv : float, optional
+        Output spikes are upward crossings of this soma voltage (mV); default: the
+        checkpoint's threshold.
+    spike_refractory_ms : float, default 2.0
+        Minimum interval between two output spikes of a cell (ms).
+
+    Raises
+    ------
+    NetworkConfigError
+        For a non-positive ``n_cells``, an unknown ``synapse_kind`` or misshapen positions
+        or rotations.
     """
 
     name: str
@@ -87,8 +108,20 @@ class Targets:
     """Where on the postsynaptic cell synapses go: section types and a path-distance range (um).
 
     Each synapse picks one segment among those allowed, with probability proportional to the
-    segment's membrane area (as ``LFPy.Cell.get_rand_idx_area_norm``). Path distances are from
-    the soma centre. Only segments with model input channels can receive synapses.
+    segment's membrane area (as ``LFPy.Cell.get_rand_idx_area_norm``). Only segments with
+    model input channels can receive synapses.
+
+    Parameters
+    ----------
+    section_types : tuple of str or str, default ("basal", "apical", "oblique")
+        Allowed section types.
+    min_distance_um, max_distance_um : float, default 0 and inf
+        Allowed range of the segment's path distance from the soma centre (um).
+
+    Raises
+    ------
+    TargetError
+        If ``min_distance_um > max_distance_um``.
     """
 
     section_types: tuple[str, ...] = SYNAPSE_SECTION_TYPES
@@ -107,13 +140,36 @@ class Targets:
 class Connection:
     """Random connections from population ``pre`` to ``post``.
 
-    Every (pre, post) cell pair is connected with ``probability`` (no self-connections unless
-    ``allow_autapses``). A connection is ``synapses_per_connection`` synapses, each on a segment
-    drawn from ``targets``, of the presynaptic population's ``synapse_kind``. Delays (ms) are
-    drawn per synapse from a normal distribution (``delay_ms``, ``delay_std_ms``), rounded to
-    the model's 1 ms step and kept >= 1 ms; ``delay_ms`` itself must be >= 1 ms. ``weight``
-    must be the trained 1.0 (one activation of the trained synapse); for stronger connections
-    use more synapses per connection.
+    A connection is ``synapses_per_connection`` synapses of the presynaptic population's
+    ``synapse_kind``, each on a segment drawn from ``targets``.
+
+    Parameters
+    ----------
+    pre, post : str
+        Names of the presynaptic and postsynaptic populations.
+    probability : float
+        Connection probability of every (pre, post) cell pair, in [0, 1].
+    delay_ms : float, default 1.0
+        Mean synaptic delay (ms), >= 1 ms (the model's step).
+    delay_std_ms : float, default 0.0
+        Standard deviation (ms) of the per-synapse normal delays; every delay is rounded to
+        the 1 ms step and kept >= 1 ms.
+    weight : float, default 1.0
+        Must be the trained 1.0 (one activation of the trained synapse); for stronger
+        connections use more synapses per connection.
+    synapses_per_connection : int, default 1
+        Synapses per connected pair (>= 1).
+    targets : Targets, optional
+        Where on the postsynaptic cell the synapses go; default every input segment.
+    allow_autapses : bool, default False
+        Whether a cell may connect to itself (when ``pre == post``).
+
+    Raises
+    ------
+    DelayError
+        For ``delay_ms < 1`` or a negative ``delay_std_ms``.
+    NetworkConfigError
+        For a probability outside [0, 1], another weight or a bad synapse count.
     """
 
     pre: str
@@ -153,11 +209,19 @@ class Connection:
 class PoissonDrive:
     """External Poisson input to every cell of ``population``, one train per input channel.
 
-    ``exc_rate_hz`` / ``inh_rate_hz`` are the rates of the excitatory / inhibitory synapse of
-    each input segment: a number for all, or one per input segment (the model's
-    ``input_segments`` order). ``section_types`` restricts the drive to those section types.
-    Events on a 1 ms grid; several in one bin of one channel count as one (the model was
-    trained on binary events), so the effective rate is ``1 - exp(-rate * 1 ms)`` per bin.
+    Events fall on a 1 ms grid; several in one bin of one channel count as one (the model was
+    trained on binary events), so the effective probability per bin is
+    ``1 - exp(-rate * 1 ms)``.
+
+    Parameters
+    ----------
+    population : str
+        Name of the driven population.
+    exc_rate_hz, inh_rate_hz : float or sequence of float, default 0
+        Rate (Hz, 0-1000) of the excitatory / inhibitory synapse of each input segment: one
+        number for all, or one per input segment (the model's ``input_segments`` order).
+    section_types : tuple of str, optional
+        Restrict the drive to these section types; default all input segments.
     """
 
     population: str
@@ -166,7 +230,27 @@ class PoissonDrive:
     section_types: tuple[str, ...] | None = None
 
     def channel_rates_hz(self, n_input_segments: int, input_section_types: np.ndarray) -> np.ndarray:
-        """Rate (Hz) of every model input channel: excitatory ones, then inhibitory ones."""
+        """Rate (Hz) of every model input channel: excitatory ones, then inhibitory ones.
+
+        Parameters
+        ----------
+        n_input_segments : int
+            Number of input segments of the population's model.
+        input_section_types : ndarray of str, shape (n_input_segments,)
+            Section type of every input segment.
+
+        Returns
+        -------
+        ndarray, shape (2 * n_input_segments,)
+            Rates (Hz); 0 outside ``section_types``.
+
+        Raises
+        ------
+        TargetError
+            If ``section_types`` names a type without input channels.
+        NetworkConfigError
+            For rates outside [0, 1000] Hz or of the wrong length.
+        """
         rates = [self._per_segment(name, getattr(self, name), n_input_segments)
                  for name in ("exc_rate_hz", "inh_rate_hz")]
         if self.section_types is not None:
@@ -195,9 +279,24 @@ class PoissonDrive:
 class Probe:
     """An LFPy probe, placed on every cell: ``probe_class(cell, **kwargs)``.
 
-    E.g. ``Probe("lfp", LFPy.RecExtElectrode, dict(x=..., y=..., z=..., sigma=0.3))`` or
-    ``Probe("dipole", LFPy.CurrentDipoleMoment)``. Its data are the sum over cells of
-    ``probe.get_transformation_matrix() @ imem``, per population and in total.
+    Its data are the sum over cells of ``probe.get_transformation_matrix() @ imem``, per
+    population and in total (mV for ``RecExtElectrode``, nA um for
+    ``CurrentDipoleMoment``), sampled every 1 ms.
+
+    Parameters
+    ----------
+    name : str
+        Key of the probe's data in the results.
+    probe_class : type, default LFPy.RecExtElectrode
+        An LFPy probe class.
+    kwargs : dict, optional
+        Keyword arguments of ``probe_class`` (e.g. ``x``, ``y``, ``z`` in um and ``sigma``
+        in S/m for ``RecExtElectrode``).
+
+    Examples
+    --------
+    >>> Probe("lfp", LFPy.RecExtElectrode, dict(x=[0, 0], y=[0, 0], z=[0, 500], sigma=0.3))  # doctest: +SKIP
+    >>> Probe("dipole", LFPy.CurrentDipoleMoment)  # doctest: +SKIP
     """
 
     name: str
