@@ -70,9 +70,38 @@ from surrogate_cell.network.templates import CellTemplate, TemplateCache
 class SurrogateNetwork:
     """A network of surrogate-cell populations (see the module docstring).
 
-    ``seed`` fixes every random draw (connectivity, drive); ``device`` and ``dtype`` choose
-    where the models run (as for ``SurrogateCell``). In a ``torch.distributed`` job each rank
-    simulates its shard of the cells; results do not depend on the number of ranks.
+    Build it with :meth:`add_population`, :meth:`connect`, :meth:`add_drive`,
+    :meth:`add_probe` (and optionally :meth:`inject_spikes`), then :meth:`simulate`. The
+    network is built at the first :meth:`simulate`; after that it cannot be changed. In a
+    ``torch.distributed`` job each rank simulates its shard of the cells; results do not
+    depend on the number of ranks.
+
+    Parameters
+    ----------
+    seed : int, default 0
+        Fixes every random draw (connectivity, delays, drive).
+    device : str or torch.device, optional
+        Where the models run; default CUDA if available, else CPU.
+    dtype : str or torch.dtype, optional
+        Model precision; default float32 (float16/bfloat16 on CUDA only).
+
+    Attributes
+    ----------
+    populations : dict of str to Population
+        The added populations, by name.
+    spans : dict of str to PopulationSpan
+        Each population's global ids: ``first_gid .. first_gid + n_cells - 1``.
+    connections : list of Connection
+        The connection rules.
+    probes : list of Probe
+        The probes.
+
+    Examples
+    --------
+    >>> net = SurrogateNetwork(seed=1)  # doctest: +SKIP
+    >>> net.add_population(Population("E", "l5pc-default", 80, synapse_kind="exc"))  # doctest: +SKIP
+    >>> net.add_drive(PoissonDrive("E", exc_rate_hz=12.5, inh_rate_hz=10.0))  # doctest: +SKIP
+    >>> result = net.simulate(1000)  # doctest: +SKIP
     """
 
     def __init__(self, seed: int = 0, device: str | torch.device | None = None,
@@ -95,11 +124,29 @@ class SurrogateNetwork:
 
     @property
     def n_cells(self) -> int:
-        """Number of cells in all populations."""
+        """Number of cells in all populations (int)."""
         return sum(span.n_cells for span in self.spans.values())
 
     def add_population(self, population: Population) -> PopulationSpan:
-        """Add ``population`` (its cell is built and checked against its model now); returns its gids."""
+        """Add a population; its cell is built and checked against its model now.
+
+        Parameters
+        ----------
+        population : Population
+            The population to add; its name must be new.
+
+        Returns
+        -------
+        PopulationSpan
+            Its global ids: ``first_gid .. first_gid + n_cells - 1``.
+
+        Raises
+        ------
+        NetworkConfigError
+            For a duplicate name or after the first :meth:`simulate`.
+        PopulationMismatchError
+            If the cell is not the one the model was trained on.
+        """
         self._refuse_after_build("add_population")
         if population.name in self.populations:
             raise NetworkConfigError(f"A population named {population.name!r} exists already.")
@@ -109,16 +156,51 @@ class SurrogateNetwork:
         return span
 
     def template(self, population: str) -> CellTemplate:
-        """The cell template of ``population``."""
+        """The cell template of a population.
+
+        Parameters
+        ----------
+        population : str
+            Population name.
+
+        Returns
+        -------
+        CellTemplate
+            One ``SurrogateCell`` of the population's model plus its input channels, target
+            segments and probe matrices.
+        """
         return self._templates.get(self._population(population))
 
     def gids(self, population: str) -> np.ndarray:
-        """Global ids of ``population``'s cells."""
+        """Global ids of a population's cells.
+
+        Parameters
+        ----------
+        population : str
+            Population name.
+
+        Returns
+        -------
+        ndarray of int, shape (n_cells,)
+        """
         span = self.spans[self._population(population).name]
         return span.first_gid + np.arange(span.n_cells)
 
     def connect(self, connection: Connection) -> None:
-        """Add a connection rule (its targets are checked now, its synapses drawn at the first run)."""
+        """Add a connection rule; its targets are checked now, its synapses drawn at the first run.
+
+        Parameters
+        ----------
+        connection : Connection
+            The rule; ``pre`` and ``post`` must name added populations.
+
+        Raises
+        ------
+        NetworkConfigError
+            For an unknown population or after the first :meth:`simulate`.
+        TargetError
+            If the targets select no segment with input channels.
+        """
         self._refuse_after_build("connect")
         self._population(connection.pre)
         label = f"Connection {connection.pre!r} -> {connection.post!r}"
@@ -126,7 +208,20 @@ class SurrogateNetwork:
         self.connections.append(connection)
 
     def add_drive(self, drive: PoissonDrive) -> None:
-        """Add external Poisson input to a population."""
+        """Add external Poisson input to a population.
+
+        Parameters
+        ----------
+        drive : PoissonDrive
+            The drive; ``drive.population`` must name an added population.
+
+        Raises
+        ------
+        NetworkConfigError
+            For an unknown population, bad rates or after the first :meth:`simulate`.
+        TargetError
+            If the drive's section types have no input channels.
+        """
         self._refuse_after_build("add_drive")
         template = self.template(drive.population)
         rates = drive.channel_rates_hz(template.input_segments.size,
@@ -134,7 +229,19 @@ class SurrogateNetwork:
         self.drives.append((drive, rates))
 
     def add_probe(self, probe: Probe) -> None:
-        """Add a probe, placed on every cell; its signal is summed per population and in total."""
+        """Add a probe, placed on every cell; its signal is summed per population and in total.
+
+        Parameters
+        ----------
+        probe : Probe
+            The probe; its name must be new, and it must give the same number of rows (contacts)
+            on every population's cell.
+
+        Raises
+        ------
+        NetworkConfigError
+            For a duplicate name, differing row counts or after the first :meth:`simulate`.
+        """
         self._refuse_after_build("add_probe")
         if any(existing.name == probe.name for existing in self.probes):
             raise NetworkConfigError(f"A probe named {probe.name!r} exists already.")
@@ -145,10 +252,22 @@ class SurrogateNetwork:
         self.probes.append(probe)
 
     def inject_spikes(self, gids: Sequence[int], times_ms: Sequence[float]) -> None:
-        """Make cells ``gids`` fire at ``times_ms`` (>= 0), in addition to their own spikes.
+        """Make cells fire at given times, in addition to their own spikes.
 
         Injected spikes reach the cells' targets like their own and appear among the result's
         spikes. In a distributed run every rank must inject the same spikes.
+
+        Parameters
+        ----------
+        gids : sequence of int
+            Global ids of the firing cells, in ``[0, n_cells)``.
+        times_ms : sequence of float
+            One spike time (ms, >= 0) per gid.
+
+        Raises
+        ------
+        ValueError
+            For unequal lengths, unknown gids or negative or non-finite times.
         """
         gids, times = np.asarray(gids, dtype=np.int64).ravel(), np.asarray(times_ms, dtype=float).ravel()
         if gids.shape != times.shape:
@@ -173,7 +292,14 @@ class SurrogateNetwork:
     # ------------------------------------------------------------------ drawn quantities
 
     def connectivity(self) -> ConnectionTable:
-        """The synapses onto this rank's cells (all synapses in a single process)."""
+        """The synapses onto this rank's cells (all synapses in a single process), drawn once.
+
+        Returns
+        -------
+        ConnectionTable
+            One row per synapse: presynaptic and postsynaptic gid, segment, input channel,
+            delay (whole ms) and whether it is inhibitory.
+        """
         if self._synapses is None:
             tables = []
             for index, rule in enumerate(self.connections):  # once; each rule vectorised
@@ -186,7 +312,21 @@ class SurrogateNetwork:
         return self._synapses
 
     def drive_events(self, population: str, duration_ms: int) -> DriveEvents:
-        """All drive events of all cells of ``population`` in ``[0, duration_ms)`` (cells are population indices)."""
+        """All drive events of all cells of a population in ``[0, duration_ms)``.
+
+        Parameters
+        ----------
+        population : str
+            Population name.
+        duration_ms : int
+            Length of the drawn interval (ms).
+
+        Returns
+        -------
+        DriveEvents
+            ``bins`` (ms), ``cells`` (indices within the population) and ``channels`` (model
+            input channels) of every event.
+        """
         n_cells = self._population(population).n_cells
         parts = [draw_drive_chunk(self.seed, index, rates, n_cells, range(n_cells), chunk)
                  for index, (drive, rates) in enumerate(self.drives) if drive.population == population
@@ -196,7 +336,14 @@ class SurrogateNetwork:
         return DriveEvents(events.bins[inside], events.cells[inside], events.channels[inside])
 
     def injected_spikes(self) -> tuple[np.ndarray, np.ndarray]:
-        """(gids, times) of all injected spikes, sorted by time."""
+        """All injected spikes, sorted by time.
+
+        Returns
+        -------
+        gids : ndarray of int
+        times : ndarray of float
+            Spike times (ms).
+        """
         gids = np.concatenate([g for g, _ in self._injected]) if self._injected else np.empty(0, np.int64)
         times = np.concatenate([t for _, t in self._injected]) if self._injected else np.empty(0)
         order = np.argsort(times, kind="stable")
@@ -241,7 +388,14 @@ class SurrogateNetwork:
                           self.device, self.dtype)
 
     def state_bytes(self) -> int:
-        """Bytes of this rank's per-run state: stepper windows, ring buffers, synapse indices, probe matrices."""
+        """Bytes of this rank's per-run state: stepper windows, ring buffers, synapse indices, probe matrices.
+
+        Builds the network if it is not built yet.
+
+        Returns
+        -------
+        int
+        """
         total = 0
         for batch in self._build():
             tensors = [batch.delivery.ring, batch.delivery.pointers, batch.delivery.rows,
@@ -259,13 +413,50 @@ class SurrogateNetwork:
                  history_mv: dict[str, np.ndarray] | None = None,
                  history_events: dict[str, np.ndarray] | None = None,
                  progress: bool = False) -> NetworkResult:
-        """Run ``duration_ms`` (whole ms) from t = 0 and return a :class:`NetworkResult`.
+        """Run the network from t = 0 for ``duration_ms``, 1 ms per step.
 
         Every cell starts from a window at its ``v_init`` without events, unless
-        ``history_mv`` / ``history_events`` give a population's start ((S, >= W) for all its
-        cells or (n_cells, S, >= W)). ``record_*``, ``chunk_ms`` and ``keep_in_memory`` are
-        described in :class:`RecordingOptions`; ``writer`` (an :class:`HDF5Writer`) also
-        writes the run to a file chunk by chunk. ``progress`` shows a progress bar.
+        ``history_mv`` / ``history_events`` give a population's start.
+
+        Parameters
+        ----------
+        duration_ms : float
+            Simulated time (ms); a whole number.
+        record_soma : bool, default False
+            Record every cell's soma voltage (mV).
+        record_vmem : bool, default False
+            Record every segment's voltage (mV) of this process's cells (memory: cells x
+            segments x ms).
+        record_input_events : bool, default False
+            Record every event the models received (this process's cells).
+        writer : HDF5Writer, optional
+            Also write the run to a file chunk by chunk; closed at the end.
+        keep_in_memory : bool, default True
+            Return the time series (False for long runs written to a file; spikes are always
+            returned).
+        chunk_ms : int, default 100
+            Columns per chunk: reductions over ranks and file writes happen once per chunk.
+        history_mv : dict of str to ndarray, optional
+            Per population, start voltages (mV): (S, >= W) for all its cells or
+            (n_cells, S, >= W), S = segments, W = the model's window (ms).
+        history_events : dict of str to ndarray, optional
+            Per population, start input events: (n_event_channels, >= W) or
+            (n_cells, n_event_channels, >= W).
+        progress : bool, default False
+            Show a progress bar (rank 0).
+
+        Returns
+        -------
+        NetworkResult
+            Spikes, probe signals and the requested recordings; ``tvec`` is
+            ``0, 1, ..., duration_ms`` ms.
+
+        Raises
+        ------
+        NetworkConfigError
+            If the network has no populations.
+        ValueError
+            For a history of an unknown population or of the wrong shape.
         """
         n_steps = _whole_ms(duration_ms)
         batches = self._build()

@@ -44,14 +44,32 @@ class Chunk:
 class NetworkResult:
     """Everything one :meth:`SurrogateNetwork.simulate` produced.
 
-    ``tvec`` (T+1,) ms; ``populations`` maps names to their global ids; spikes are
-    (``spike_gids``, ``spike_times`` ms), sorted by time then id, of all cells.
-    ``population_probe_data[population][probe]`` is (rows, T+1), the sum over that population's
-    cells; :attr:`probe_data` the network total. ``soma_v[population]`` (n_cells, T+1) mV when
-    recorded. ``vmem``, ``input_events`` and ``local_gids`` hold this process's cells only:
-    ``vmem[population]`` (n_local, S, T+1) mV, ``input_events[population]`` = (bins, gids,
-    channels) of every event the model received. ``merged_events`` counts events that fell on
-    a bin and channel that already had one (on this process's cells).
+    T is the simulated time in ms; column ``k`` of every time series is ``t = k`` ms.
+
+    Attributes
+    ----------
+    tvec : ndarray, shape (T+1,)
+        Time (ms).
+    populations : dict of str to PopulationSpan
+        Each population's global ids.
+    spike_gids, spike_times : ndarray
+        Spikes of all cells (global id, time in ms), sorted by time then id.
+    population_probe_data : dict of str to dict of str to ndarray
+        ``[population][probe]``: (rows, T+1), the probe signal summed over that population's
+        cells (mV for ``RecExtElectrode``, nA um for ``CurrentDipoleMoment``).
+    soma_v : dict of str to ndarray
+        ``[population]``: (n_cells, T+1) soma voltages (mV), when recorded.
+    vmem : dict of str to ndarray
+        ``[population]``: (n_local, S, T+1) segment voltages (mV) of this process's cells,
+        when recorded.
+    local_gids : dict of str to ndarray
+        ``[population]``: this process's cells (the rows of ``vmem``).
+    input_events : dict of str to tuple of ndarray
+        ``[population]``: (bins in ms, gids, channels) of every event this process's cells
+        received, when recorded.
+    merged_events : int
+        Events that fell on a bin and channel that already had one (this process's cells),
+        counted once by the model.
     """
 
     tvec: np.ndarray
@@ -72,7 +90,13 @@ class NetworkResult:
 
     @property
     def probe_data(self) -> dict[str, np.ndarray]:
-        """Every probe's signal summed over all populations: name -> (rows, T+1)."""
+        """Every probe's signal summed over all populations.
+
+        Returns
+        -------
+        dict of str to ndarray
+            Probe name -> (rows, T+1) network total.
+        """
         per_population = list(self.population_probe_data.values())
         return {name: sum(data[name] for data in per_population) for name in per_population[0]} \
             if per_population else {}
@@ -85,7 +109,18 @@ class NetworkResult:
         return self.populations[population]
 
     def spike_trains(self, population: str | None = None) -> list[np.ndarray]:
-        """Spike times (ms) of every cell of ``population`` (default: all cells), in id order."""
+        """Spike times of every cell of a population, in id order.
+
+        Parameters
+        ----------
+        population : str, optional
+            Population name; default all cells.
+
+        Returns
+        -------
+        list of ndarray
+            One array of spike times (ms) per cell.
+        """
         span = self._span(population)
         order = np.lexsort((self.spike_times, self.spike_gids))
         gids, times = self.spike_gids[order], self.spike_times[order]
@@ -94,7 +129,21 @@ class NetworkResult:
 
     def spike_counts(self, population: str | None = None, t_start: float = 0.0,
                      t_stop: float | None = None) -> np.ndarray:
-        """Spikes per cell of ``population`` in ``[t_start, t_stop)`` ms."""
+        """Spikes per cell of a population in ``[t_start, t_stop)``.
+
+        Parameters
+        ----------
+        population : str, optional
+            Population name; default all cells.
+        t_start : float, default 0
+            Start of the interval (ms).
+        t_stop : float, optional
+            End of the interval (ms, exclusive); default the end of the run.
+
+        Returns
+        -------
+        ndarray of int, shape (n_cells,)
+        """
         span = self._span(population)
         t_stop = self.duration_ms + MODEL_STEP_MS if t_stop is None else t_stop
         inside = ((self.spike_gids >= span.first_gid) & (self.spike_gids < span.first_gid + span.n_cells)
@@ -103,7 +152,22 @@ class NetworkResult:
 
     def population_rate_hz(self, population: str | None = None, t_start: float = 0.0,
                            t_stop: float | None = None) -> float:
-        """Mean firing rate (Hz) of a cell of ``population`` in ``[t_start, t_stop)`` ms."""
+        """Mean firing rate of a cell of a population in ``[t_start, t_stop)``.
+
+        Parameters
+        ----------
+        population : str, optional
+            Population name; default all cells.
+        t_start : float, default 0
+            Start of the interval (ms).
+        t_stop : float, optional
+            End of the interval (ms, exclusive); default the end of the run.
+
+        Returns
+        -------
+        float
+            Spikes per cell per second (Hz).
+        """
         t_stop = self.duration_ms + MODEL_STEP_MS if t_stop is None else t_stop
         counts = self.spike_counts(population, t_start, t_stop)
         return float(counts.mean() / ((t_stop - t_start) / 1000.0))
@@ -139,7 +203,17 @@ class HDF5Writer:
     (n_cells, T+1) mV; population attributes ``first_gid`` and ``n_cells``. Every time series
     grows along its last axis as chunks arrive, so a killed run keeps what was written; the
     file attribute ``n_columns`` says how many columns are complete.
-    Read it back with :func:`read_network_file`.
+    Read it back with :func:`read_network_file`. Pass it to :meth:`SurrogateNetwork.simulate`
+    (``writer=``), which opens, fills and closes it.
+
+    Parameters
+    ----------
+    path : str or Path
+        Output file; its folder is created, an existing file is overwritten.
+    compression : str or None, default "gzip"
+        HDF5 compression of the data sets (``"gzip"``, ``"lzf"`` or None).
+    attributes : dict, optional
+        Stored as JSON in the file attribute ``attributes`` (e.g. the run's settings).
     """
 
     def __init__(self, path: str | Path, compression: str | None = "gzip", attributes: dict | None = None):
@@ -149,7 +223,19 @@ class HDF5Writer:
 
     def open(self, populations: dict[str, PopulationSpan], probe_rows: dict[str, int],
              record_soma: bool, shard: Shard) -> None:
-        """Create the file and its growing data sets (called by the network before the first chunk)."""
+        """Create the file and its growing data sets (called by the network before the first chunk).
+
+        Parameters
+        ----------
+        populations : dict of str to PopulationSpan
+            The populations' global ids.
+        probe_rows : dict of str to int
+            Rows (contacts) of every probe.
+        record_soma : bool
+            Whether soma voltages are written.
+        shard : Shard
+            This process's rank; only rank 0 writes.
+        """
         if shard.rank != 0:
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -175,7 +261,13 @@ class HDF5Writer:
                                   chunks=True, compression=self.compression)
 
     def write(self, chunk: Chunk) -> None:
-        """Append one chunk."""
+        """Append one chunk of recordings (rank 0; elsewhere a no-op).
+
+        Parameters
+        ----------
+        chunk : Chunk
+            Recordings of the next columns, summed / gathered over ranks.
+        """
         if self._file is None:
             return
         _append(self._file["spikes/gids"], chunk.spike_gids)
@@ -204,7 +296,24 @@ def _append(dataset: h5py.Dataset, data: np.ndarray) -> None:
 
 
 def read_network_file(path: str | Path) -> NetworkResult:
-    """A :class:`NetworkResult` from a file written by :class:`HDF5Writer` (spikes, probes, soma_v)."""
+    """Read a file written by :class:`HDF5Writer`.
+
+    Parameters
+    ----------
+    path : str or Path
+        The network file.
+
+    Returns
+    -------
+    NetworkResult
+        Spikes, probe signals per population and soma voltages (if written); no ``vmem`` or
+        input events.
+
+    Raises
+    ------
+    ValueError
+        If the file is not a surrogate_cell network file.
+    """
     with h5py.File(path, "r") as h5:
         if h5.attrs.get("format") != FILE_FORMAT:
             raise ValueError(f"{path} is not a surrogate_cell network file (format {h5.attrs.get('format')!r}).")
