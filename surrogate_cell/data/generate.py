@@ -265,9 +265,46 @@ def generate(out: str | Path, n_sims: int, duration_ms: int, *, morphology: str 
              progress: bool = True) -> GenerationSummary:
     """Make ``out`` hold complete simulations ``0 .. n_sims - 1`` of ``duration_ms`` each.
 
-    ``config`` is a :class:`SimulationConfig`, the path of a YAML config, or None for the
-    defaults. ``workers`` > 1 runs that many spawned worker processes. Under mpirun/srun
-    with mpi4py and more than one rank, the ranks share the work instead.
+    The ``simulate`` subcommand. An existing file is extended or resumed: its finished
+    simulations are kept, incomplete ones redone. Under mpirun/srun with mpi4py and more than
+    one rank, the ranks share the work instead of ``workers``.
+
+    Parameters
+    ----------
+    out : str or Path
+        HDF5 data set (format: ``docs/data_format.md``).
+    n_sims : int
+        Number of simulations the file should hold (>= 0).
+    duration_ms : int
+        Recorded length of every simulation (ms, whole, >= 1), after the warm-up.
+    morphology : str or Path, optional
+        Morphology file for :func:`~surrogate_cell.cells.l5pc`; default the built-in one.
+    workers : int, default 1
+        Spawned worker processes (> 1 runs in parallel).
+    seed : int, optional
+        Base seed in [0, 2**63 - 1]; simulation ``i`` draws its input from (seed, ``i``).
+        Default: the file's seed when extending, else a random one.
+    config : SimulationConfig or str or Path, optional
+        Simulation config or the path of its YAML file (e.g. ``default.yaml``,
+        ``poisson.yaml``); default :class:`SimulationConfig` defaults (``dt`` 0.025 ms,
+        200 ms warm-up, published input regime).
+    overwrite : bool, default False
+        Delete an existing file first.
+    progress : bool, default True
+        Show a progress bar.
+
+    Returns
+    -------
+    GenerationSummary
+        The file, simulation counts (total, done before, simulated now), base seed and wall
+        time (s).
+
+    Raises
+    ------
+    ConfigError
+        For bad counts or seed.
+    DataSetError
+        For an existing file made with another config, duration, seed or cell.
     """
     config = _resolve_config(config)
     _check_counts(n_sims, duration_ms, workers)

@@ -179,8 +179,37 @@ def validation_raw(meta: dict, path, data_path=None, progress: bool = True) -> t
 
 def calibrate_checkpoint(path: str | Path, data_path: str | Path | None = None,
                          progress: bool = True, match: str = "f1") -> dict:
-    """Calibrate the SRM in checkpoint ``path`` on its validation splits and rewrite the file
-    (``match``: see :func:`best_threshold`)."""
+    """Calibrate an SRM checkpoint's spike output on its validation splits and rewrite the file.
+
+    Sets the spike jump and the logit threshold (see the module docstring) and stores them,
+    with the calibration summary, in the checkpoint (``python -m surrogate_cell.training
+    calibrate``).
+
+    Parameters
+    ----------
+    path : str or Path
+        SRM checkpoint; rewritten in place.
+    data_path : str or Path, optional
+        The primary data set, if it moved since training; default the recorded path. Extra
+        data sets are read from their recorded paths.
+    progress : bool, default True
+        Show progress bars.
+    match : {"f1", "count"}, default "f1"
+        Choose the threshold with the best spike-time F1 (±3 ms), or the one whose spike count
+        is closest to the true count (ties by F1); see :func:`best_threshold`.
+
+    Returns
+    -------
+    dict
+        Summary: the chosen ``spike_logit_threshold`` and its ``spike_scores`` (precision,
+        recall, F1, counts), the best ``teacher_forced`` and ``free_running`` candidates,
+        ``n_spike_targets`` and ``match``.
+
+    Raises
+    ------
+    CheckpointError
+        If the checkpoint does not hold an SRM, or its cell is not the data sets'.
+    """
     model, normalisation, meta, payload = load_checkpoint(path)
     if not hasattr(model, "spike_jump"):
         raise CheckpointError(f"{path} holds a {meta['family']} model; only SRM models have an "

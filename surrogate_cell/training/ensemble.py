@@ -156,7 +156,30 @@ def held_out_splits(metas: list[dict]) -> dict:
 
 
 def build_ensemble(checkpoints: list[str | Path], out: str | Path) -> dict:
-    """Write the ensemble of ``checkpoints`` to ``out``; returns its metadata."""
+    """Average trained SRM checkpoints into one ensemble checkpoint (``python -m surrogate_cell.training ensemble``).
+
+    Calibrate the result afterwards (:func:`~surrogate_cell.training.calibrate.calibrate_checkpoint`).
+
+    Parameters
+    ----------
+    checkpoints : list of str or Path
+        At least two SRM checkpoints with spike heads, of the same cell and architecture
+        (not ensembles themselves).
+    out : str or Path
+        Output checkpoint.
+
+    Returns
+    -------
+    dict
+        The ensemble's metadata: the first member's, with ``members`` in the model config,
+        validation and test splits cleared of every member's training simulations, and an
+        ``ensemble`` list describing each member (training, data, spike targets, calibration).
+
+    Raises
+    ------
+    CheckpointError
+        If the members cannot be averaged (see :func:`check_members`).
+    """
     paths = [Path(p) for p in checkpoints]
     loaded = [load_checkpoint(path) for path in paths]
     models, normalisations, metas = ([item[i] for item in loaded] for i in range(3))

@@ -39,7 +39,28 @@ SOMA_SPIKE_THRESHOLD_MV = -30.0
 
 @dataclass
 class EvaluationConfig:
-    """What to evaluate and how."""
+    """What to evaluate and how.
+
+    Parameters
+    ----------
+    checkpoint : str
+        Checkpoint path (``best.pt``).
+    data : str
+        HDF5 data set made by ``simulate``; its test split if the model was trained on it,
+        else every simulation.
+    out_dir : str, default "runs/evaluation"
+        Folder for ``metrics.json`` and the figures.
+    free_run_ms : int, default 1000
+        Length of every free run (ms), from a true history of one model window.
+    spike_threshold_mv : float, optional
+        Somatic spike threshold (mV); default the checkpoint's.
+    max_simulations : int, default 0
+        Evaluate at most this many simulations (0: all held-out ones).
+    batch_size : int, default 256
+        Windows per teacher-forced batch.
+    figures : bool, default True
+        Save the figures.
+    """
 
     checkpoint: str
     data: str
@@ -163,7 +184,32 @@ def soma_spike_trains(soma_mv: np.ndarray, threshold: float, t0: float) -> list[
 
 
 def evaluate(config: EvaluationConfig) -> dict:
-    """Compute all metrics (and figures); returns them and writes ``metrics.json``."""
+    """Evaluate a checkpoint on held-out simulations (``python -m surrogate_cell.training evaluate``).
+
+    Parameters
+    ----------
+    config : EvaluationConfig
+        Checkpoint, data set, free-run length, output folder.
+
+    Returns
+    -------
+    dict
+        Also written to ``out_dir/metrics.json``: ``teacher_forced_rmse_mv`` and
+        ``free_running_rmse_mv`` (mV, overall and per section type), ``free_running_ms``,
+        ``spikes`` (somatic spike precision, recall, F1 within ±3 ms, counts and the threshold
+        in mV), ``spike_task_auc``, ``free_running_diverged_at_ms`` (None if the free runs
+        stayed in range), ``expert_diversity`` (MMoE/MMoEEx, else None),
+        ``per_segment_teacher_forced_rmse_mv`` and the simulations used.
+
+    Raises
+    ------
+    ValueError
+        If the data set has no held-out simulations for the checkpoint.
+    CheckpointError
+        If the checkpoint's cell is not the data set's.
+    SurrogateDivergedError
+        If the first free-running step is already out of range (broken weights).
+    """
     model, normalisation, meta, _ = load_checkpoint(config.checkpoint)
     model.eval()
     data_set = open_data_set(config.data)

@@ -183,7 +183,38 @@ def model_card(name: str, meta: dict, size_bytes: int, wall_s: float, evaluation
 def ship(checkpoint: str | Path, name: str, run_dirs: list[Path], evaluations: dict[str, Path],
          comparisons: dict[str, Path], notes: str = "", reference: Path | None = None,
          out_dir: Path = PRETRAINED_DIR) -> Path:
-    """Write ``out_dir/<name>.pt`` (+ ``.md`` model card, + ``.json`` CI reference if given)."""
+    """Package a checkpoint as a named model with a model card (``python -m surrogate_cell.training ship``).
+
+    Parameters
+    ----------
+    checkpoint : str or Path
+        Trained (and, for SRMs, calibrated) checkpoint.
+    name : str
+        Model name, e.g. ``"l5pc-default"``; ``SurrogateCell(model=name)`` loads it.
+    run_dirs : list of Path
+        Training run folders whose ``metrics.csv`` give the training wall time.
+    evaluations : dict of str to Path
+        Section title -> ``metrics.json`` of ``evaluate``, reported in the card.
+    comparisons : dict of str to Path
+        Section title -> metrics JSON of ``examples/compare_lfp.py``, reported in the card.
+    notes : str, default ""
+        Markdown appended to the card as "Notes".
+    reference : Path, optional
+        CI regression reference (JSON), copied to ``<name>.json`` and summarised in the card.
+    out_dir : Path, default the package's ``pretrained/`` folder
+        Where the files go.
+
+    Returns
+    -------
+    Path
+        ``out_dir/<name>.pt``, written without training state and with data paths reduced to
+        file names; ``<name>.md`` (the card) next to it.
+
+    Raises
+    ------
+    CheckpointError
+        If the file exceeds the 25 MB package budget (it is then removed).
+    """
     payload = shipped_payload(checkpoint)
     out_dir.mkdir(parents=True, exist_ok=True)
     target = out_dir / f"{name}.pt"

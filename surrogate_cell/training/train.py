@@ -641,10 +641,28 @@ class Trainer:
 
 
 def train(config: TrainConfig, progress_bar: bool = True) -> Path:
-    """Run training; returns the output folder (``best.pt``, ``last.pt``, ``metrics.csv``).
+    """Train a surrogate (``python -m surrogate_cell.training train``).
 
-    An SRM's all-or-none spike output is then calibrated on the validation splits and written
-    into ``best.pt`` (see :mod:`surrogate_cell.training.calibrate`).
+    Rerunning with the same ``out_dir`` resumes from ``last.pt``. An SRM's all-or-none spike
+    output is then calibrated on the validation splits and written into ``best.pt`` (see
+    :mod:`surrogate_cell.training.calibrate`). Under ``torchrun`` every rank calls this; rank 0
+    writes the files.
+
+    Parameters
+    ----------
+    config : TrainConfig
+        Everything that defines the run: data set(s), model config, optimiser and schedule,
+        spike sampling, robustness options of voltage-feedback models, splits, seeds, device
+        (see :func:`load_train_config` for YAML files).
+    progress_bar : bool, default True
+        Show a progress bar (rank 0).
+
+    Returns
+    -------
+    Path
+        The output folder ``config.out_dir``, holding ``best.pt`` (the checkpoint with the best
+        validation loss, or the lowest free-running validation RMSE with ``val_free_ms`` > 0),
+        ``last.pt`` (for resuming) and ``metrics.csv`` (one row per evaluation).
     """
     trainer = Trainer(config, progress_bar)
     trainer.run()
