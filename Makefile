@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 
 .PHONY: demo test install
 
-$(STAMP): setup.cfg pyproject.toml $(wildcard mechanisms/*.mod)
+$(STAMP): setup.cfg pyproject.toml $(wildcard surrogate_cell/cells/nmodl/*.mod)
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	# Only this torch spec is a local CPU wheel here; any other would download CUDA builds.

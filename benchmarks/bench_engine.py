@@ -8,7 +8,7 @@ Prints, from one run on this machine:
   with a few contacts and a ``CurrentDipoleMoment``; seconds per simulated second.
 * The fast steppers (:func:`make_stepper`: :class:`IncrementalStepper` for the random-weight
   paper-size MH and MMoE models, :class:`SRMStepper` for the SRM of
-  ``training/models/srm.yaml`` alone and as a three-member ensemble like the shipped default)
+  ``models/srm.yaml`` (packaged config) alone and as a three-member ensemble like the shipped default)
   at 1, 10 and 100 cells: seconds per simulated
   second, FLOPs per cell-step (counted analytically on the incremental path), achieved
   GFLOP/s against torch's own large float32 matmul rate, the per-cell speed ratio to NEURON
@@ -46,12 +46,13 @@ import torch  # noqa: E402
 
 from surrogate_cell.cells import l5pc  # noqa: E402
 from surrogate_cell.cells.layout import cell_layout  # noqa: E402
+from surrogate_cell.config import PACKAGED_CONFIGS  # noqa: E402
 from surrogate_cell.engine import FullWindowStepper, make_stepper  # noqa: E402
 from surrogate_cell.engine.dense import DenseProduct  # noqa: E402
 from surrogate_cell.models import SRM, build_model_from_file  # noqa: E402
 from surrogate_cell.models.normalisation import Normalisation  # noqa: E402
 
-CONFIG_DIR = Path(__file__).resolve().parents[1] / "training" / "models"
+CONFIG_DIR = PACKAGED_CONFIGS / "models"
 SYNAPSE_SECTION_TYPES = ("basal", "apical", "oblique")
 PUBLISHED_P100_S = 43.6
 

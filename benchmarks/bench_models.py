@@ -23,10 +23,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from surrogate_cell.config import PACKAGED_CONFIGS
 from surrogate_cell.datasets.windows import BalancedSampler, WindowData
 from surrogate_cell.models import build_model_from_file
 
-CONFIG_DIR = Path(__file__).resolve().parents[1] / "training" / "models"
+CONFIG_DIR = PACKAGED_CONFIGS / "models"
 
 
 def parse_args() -> argparse.Namespace:

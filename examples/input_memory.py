@@ -9,7 +9,7 @@ so the difference at lag ``W`` is (up to what input statistics reveal about the 
 on its voltage error; the lag where the difference falls below a tolerance is the window the
 cell needs::
 
-    python examples/input_memory.py [--config training/data/default.yaml] [--n-sims 8]
+    python examples/input_memory.py [--config data/default.yaml] [--n-sims 8]
 
 8 simulations of 1 s (16 NEURON runs) take about 2 minutes on one core.
 """
@@ -28,7 +28,7 @@ from surrogate_cell.data.inputs import SynapticInput
 from surrogate_cell.data.simulation import CellSimulator, load_simulation_config
 from surrogate_cell.spikes import spike_scores
 
-HIGH_DRIVE_CONFIG = Path(__file__).resolve().parents[1] / "training" / "data" / "published_high_drive.yaml"
+HIGH_DRIVE_CONFIG = Path("data/published_high_drive.yaml")  # a packaged config name
 HELD_OUT_SEED = 5051
 SUBTHRESHOLD_MV = -55.0
 
@@ -36,7 +36,8 @@ SUBTHRESHOLD_MV = -55.0
 def parse_arguments(argv=None) -> argparse.Namespace:
     """Command-line options."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--config", type=Path, default=HIGH_DRIVE_CONFIG, help="simulation config (YAML)")
+    parser.add_argument("--config", type=Path, default=HIGH_DRIVE_CONFIG,
+                        help="simulation config YAML: a file or a packaged name (data/default.yaml, ...)")
     parser.add_argument("--morphology", help="morphology file (default: the built-in one)")
     parser.add_argument("--n-sims", type=int, default=8)
     parser.add_argument("--duration-ms", type=int, default=1000, help="recorded time after the warm-up")

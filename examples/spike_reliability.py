@@ -37,7 +37,7 @@ from surrogate_cell.data.simulation import (
 )
 from surrogate_cell.spikes import spike_scores
 
-HIGH_DRIVE_CONFIG = Path(__file__).resolve().parents[1] / "training" / "data" / "published_high_drive.yaml"
+HIGH_DRIVE_CONFIG = Path("data/published_high_drive.yaml")  # a packaged config name
 HELD_OUT_SEED = 5051
 SUBTHRESHOLD_MV = -55.0
 NOISE_TAU_MS = 5.0
@@ -46,7 +46,8 @@ NOISE_TAU_MS = 5.0
 def parse_arguments(argv=None) -> argparse.Namespace:
     """Command-line options."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--config", type=Path, default=HIGH_DRIVE_CONFIG, help="simulation config (YAML)")
+    parser.add_argument("--config", type=Path, default=HIGH_DRIVE_CONFIG,
+                        help="simulation config YAML: a file or a packaged name (data/default.yaml, ...)")
     parser.add_argument("--morphology", help="morphology file (default: the built-in one)")
     parser.add_argument("--n-sims", type=int, default=12)
     parser.add_argument("--duration-ms", type=int, default=1000, help="compared time after the warm-up")

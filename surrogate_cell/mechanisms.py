@@ -1,6 +1,6 @@
 """Compile the project's NMODL mechanisms once and load them into NEURON.
 
-The ``.mod`` files live in the top-level ``mechanisms/`` folder. They are compiled with
+The ``.mod`` files are package data (``surrogate_cell/cells/nmodl/``). They are compiled with
 ``nrnivmodl`` into a cache folder keyed by a hash of their contents and of the NEURON
 version, so an edited mechanism is recompiled automatically and an unchanged one never is.
 Several processes may ask at once: compilation happens in a private temporary folder that
@@ -23,6 +23,8 @@ from neuron import h
 
 MECHANISMS_ENV = "SURROGATE_CELL_MECHANISMS"
 CACHE_ENV = "SURROGATE_CELL_CACHE"
+NMODL_DIR = Path(__file__).resolve().parent / "cells" / "nmodl"
+"""The packaged ``.mod`` files."""
 
 _loaded_library: Path | None = None
 
@@ -39,11 +41,12 @@ def cache_root() -> Path:
 def mechanisms_source_dir() -> Path:
     """Return the folder holding the ``.mod`` files (``$SURROGATE_CELL_MECHANISMS`` overrides)."""
     override = os.environ.get(MECHANISMS_ENV)
-    folder = Path(override) if override else Path(__file__).resolve().parent.parent / "mechanisms"
+    folder = Path(override) if override else NMODL_DIR
     if not sorted(folder.glob("*.mod")):
+        where = f"the folder {MECHANISMS_ENV} names" if override else "the installed package"
         raise MechanismError(
-            f"No .mod files found in {folder}. Install surrogate_cell from its source tree "
-            f"(pip install -e .) or point {MECHANISMS_ENV} at the project's mechanisms/ folder."
+            f"No .mod files found in {folder} ({where}). Unset {MECHANISMS_ENV} to use the packaged "
+            f"mechanisms, or reinstall surrogate_cell (its wheel ships surrogate_cell/cells/nmodl/*.mod)."
         )
     return folder
 

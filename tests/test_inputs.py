@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from surrogate_cell.config import PACKAGED_CONFIGS
 from surrogate_cell.data.inputs import (
     TREES,
     PoissonInputConfig,
@@ -22,7 +23,7 @@ from surrogate_cell.data.inputs import (
     unpack_events,
 )
 
-CONFIG_DIR = Path(__file__).resolve().parents[1] / "training" / "inputs"
+CONFIG_DIR = PACKAGED_CONFIGS / "inputs"
 N_SIMS = 120
 SIM_MS = 2000
 

@@ -9,6 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from surrogate_cell.config import PACKAGED_CONFIGS
 from surrogate_cell.models import (
     TCN,
     MMoEEx,
@@ -24,7 +25,7 @@ from surrogate_cell.models.mmoeex import n_special_experts
 from surrogate_cell.models.srm import pools_by_section_type, sections_of_inputs
 from surrogate_cell.models.tcn import MaskDropout
 
-CONFIG_DIR = Path(__file__).resolve().parents[1] / "training" / "models"
+CONFIG_DIR = PACKAGED_CONFIGS / "models"
 
 N_EVENTS, N_DENSE, WINDOW, N_TASKS = 8, 4, 24, 6
 SMALL = dict(in_channels=N_EVENTS + N_DENSE, n_tasks=N_TASKS, window=WINDOW,

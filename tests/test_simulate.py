@@ -246,8 +246,8 @@ def test_incomplete_groups_are_ignored_then_dropped(reference, workdir):
 
 
 def test_shipped_configs_load():
-    default = load_simulation_config(REPO_ROOT / "training" / "data" / "default.yaml")
-    poisson = load_simulation_config(REPO_ROOT / "training" / "data" / "poisson.yaml")
+    default = load_simulation_config("data/default.yaml")  # packaged config names
+    poisson = load_simulation_config("data/poisson.yaml")
     assert default == SimulationConfig()
     assert poisson.inputs["regime"] == "poisson"
 

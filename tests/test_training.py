@@ -41,7 +41,6 @@ from surrogate_cell.training.train import (
     Trainer,
     has_native_bfloat16,
 )
-from tests.conftest import REPO_ROOT
 
 TINY_MODEL = "family: mh\nchannels: [8, 4, 2]\ntower_hidden: [8]\ndropout: 0.0\nkernel_size: 4\n"
 
@@ -100,7 +99,7 @@ def test_bfloat16_training_follows_float32_training(data_set, model_file, tmp_pa
 def test_resume_reproduces_the_next_step(data_set, model_file, tmp_path):
     config = tiny_config(data_set, model_file, tmp_path, history_noise_std=0.1, rollout_steps=2,
                          free_lead_ms=5, val_free_ms=20, history_drift_std=0.3,
-                         model=str(REPO_ROOT / "training/models/mh_small.yaml"))
+                         model="models/mh_small.yaml")
     first = Trainer(config, progress_bar=False)
     first.run()
     expected = first.train_step()
@@ -118,7 +117,7 @@ def test_fine_tuning_starts_from_the_given_weights(data_set, model_file, tmp_pat
     assert all(torch.equal(saved[name], value) for name, value in tuned.model.state_dict().items())
     with pytest.raises(CheckpointError, match="does not fit the model config"):
         Trainer(tiny_config(data_set, model_file, tmp_path / "other", init_from=str(start),
-                            model=str(REPO_ROOT / "training/models/mh_small.yaml")), progress_bar=False)
+                            model="models/mh_small.yaml"), progress_bar=False)
 
 
 def test_resume_refuses_different_settings(data_set, model_file, tmp_path):
@@ -288,7 +287,7 @@ def test_srm_training_calibrates_its_spike_output(data_set, extra_data_set, tmp_
     assert main(["calibrate", "--checkpoint", str(out_dir / "last.pt"), "--match", "count"]) == 0
     assert load_checkpoint(out_dir / "last.pt")[2]["spike_calibration"]["match"] == "count"
     tiny_mh = tmp_path / "mh"
-    main(["train", "--data", str(data_set), "--model", str(REPO_ROOT / "training/models/mh_small.yaml"),
+    main(["train", "--data", str(data_set), "--model", "models/mh_small.yaml",
           "--out-dir", str(tiny_mh), "--max-steps", "2", "--batch-size", "4", "--no-progress"])
     with pytest.raises(CheckpointError, match="only SRM"):
         calibrate_checkpoint(tiny_mh / "best.pt")

@@ -445,8 +445,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="base seed; simulation i uses a seed derived from (S, i). Default: "
                              "the file's seed when it exists, else a random one (stored)")
     parser.add_argument("--config", type=Path, metavar="FILE",
-                        help="simulation config YAML, e.g. training/data/default.yaml or "
-                             "training/data/poisson.yaml (default: built-in defaults = default.yaml)")
+                        help="simulation config YAML: a file or a packaged name, e.g. data/poisson.yaml "
+                             "or data/published_high_drive.yaml (default: built-in defaults = "
+                             "data/default.yaml)")
     parser.add_argument("--overwrite", action="store_true",
                         help="delete an existing --out first (needed when its config, duration, "
                              "seed or cell differ)")

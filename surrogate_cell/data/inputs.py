@@ -28,8 +28,9 @@ from pathlib import Path
 from typing import ClassVar
 
 import numpy as np
-import yaml
 from scipy.ndimage import gaussian_filter1d
+
+from surrogate_cell.config import dataclass_from_mapping, read_mapping, resolve_config
 
 TREES: tuple[str, ...] = ("basal", "apical")
 """Dendritic trees, in the order used for the per-tree rows of diagnostics arrays."""
@@ -191,13 +192,7 @@ def input_config_from_dict(d: Mapping) -> InputConfig:
     cls = _REGIMES.get(regime)
     if cls is None:
         raise ValueError(f"unknown input regime {regime!r}; valid regimes: {sorted(_REGIMES)}")
-    valid = [f.name for f in dataclasses.fields(cls)]
-    unknown = sorted(set(fields) - set(valid))
-    if unknown:
-        raise ValueError(
-            f"unknown field(s) {unknown} for input regime {regime!r}; valid fields: {valid}"
-        )
-    return cls(**fields)
+    return dataclass_from_mapping(cls, fields, f"input regime {regime!r}", ValueError, "field")
 
 
 def input_config_to_dict(config: InputConfig) -> dict:
@@ -215,9 +210,15 @@ def load_input_config(path: str | Path) -> InputConfig:
 
     The same mapping sits under ``inputs:`` in the simulation (data) configs, e.g.
     ``default.yaml``; ``published.yaml`` and ``poisson.yaml`` list each regime's defaults.
+    ``path`` is a file or a packaged config name such as ``inputs/poisson.yaml`` (see
+    :func:`surrogate_cell.config.resolve_config`).
     """
-    with open(path) as fh:
-        return input_config_from_dict(yaml.safe_load(fh) or {})
+    path = resolve_config(path, ValueError)
+    values = read_mapping(path, ValueError)
+    try:
+        return input_config_from_dict(values)
+    except ValueError as error:
+        raise ValueError(f"{path}: {error}") from None
 
 
 # --------------------------------------------------------------------------- drawing

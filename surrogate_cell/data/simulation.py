@@ -23,7 +23,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import yaml
 from neuron import h
 
 from surrogate_cell.cells import l5pc
@@ -32,6 +31,7 @@ from surrogate_cell.cells.layout import (
     SYNAPSE_SECTION_TYPES,
     cell_layout,
 )
+from surrogate_cell.config import check_keys, dataclass_fields, read_mapping, resolve_config
 from surrogate_cell.data.inputs import (
     InputConfig,
     PublishedInputConfig,
@@ -187,10 +187,7 @@ def simulation_config_from_dict(values: Mapping, source: str = "simulation confi
     """
     if not isinstance(values, Mapping):
         raise ConfigError(f"{source} must be a mapping of keys to values, got {type(values).__name__}")
-    valid = [f.name for f in dataclasses.fields(SimulationConfig)]
-    unknown = sorted(set(values) - set(valid))
-    if unknown:
-        raise ConfigError(f"unknown key(s) {unknown} in {source}; valid keys: {valid}")
+    check_keys(values, dataclass_fields(SimulationConfig), source, ConfigError)
     try:
         return SimulationConfig(**values)
     except ConfigError as error:
@@ -205,17 +202,10 @@ def simulation_config_to_dict(config: SimulationConfig) -> dict:
 
 
 def load_simulation_config(path: str | Path) -> SimulationConfig:
-    """Read a :class:`SimulationConfig` from a YAML file (see ``training/data/*.yaml``)."""
-    path = Path(path)
-    try:
-        text = path.read_text()
-    except OSError as error:
-        raise ConfigError(f"cannot read simulation config {path}: {error.strerror or error}") from None
-    try:
-        values = yaml.safe_load(text) or {}
-    except yaml.YAMLError as error:
-        raise ConfigError(f"{path} is not valid YAML: {error}") from None
-    return simulation_config_from_dict(values, source=str(path))
+    """Read a :class:`SimulationConfig` from a YAML file or a packaged config name
+    (``data/default.yaml``, ``data/poisson.yaml``, ...; see :func:`surrogate_cell.config.resolve_config`)."""
+    path = resolve_config(path, ConfigError)
+    return simulation_config_from_dict(read_mapping(path, ConfigError), source=str(path))
 
 
 # --------------------------------------------------------------------------- seeds

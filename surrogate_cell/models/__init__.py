@@ -23,8 +23,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import yaml
 from torch import nn
+
+from surrogate_cell.config import check_keys, read_mapping, resolve_config
 
 from .base import SurrogateConfig, split_outputs
 from .events import EventIndex
@@ -53,17 +54,21 @@ def family_fields(family: str) -> set[str]:
 def load_model_config(path: str | Path) -> tuple[str, dict[str, Any]]:
     """Read a YAML model config: returns ``(family, fields)``.
 
-    The file holds ``family:`` plus fields of that family's config
-    dataclass; unknown fields are rejected here rather than at build time.
+    ``path`` is a file or the name of a packaged config (``models/srm.yaml``, see
+    :func:`surrogate_cell.config.resolve_config`). The file holds ``family:`` plus fields of
+    that family's config dataclass; unknown fields are rejected here (a ValueError naming
+    them and the valid ones) rather than at build time.
     """
-    raw = yaml.safe_load(Path(path).read_text()) or {}
-    if "family" not in raw:
-        raise ValueError(f"{path}: missing 'family'")
-    fields = dict(raw)
+    path = resolve_config(path)
+    fields = read_mapping(path)
+    if "family" not in fields:
+        raise ValueError(f"{path}: missing 'family' (one of {sorted(FAMILIES)})")
     family = str(fields.pop("family"))
-    unknown = sorted(set(fields) - family_fields(family))
-    if unknown:
-        raise ValueError(f"{path}: unknown fields for {family}: {unknown}")
+    try:
+        valid = sorted(family_fields(family))
+    except ValueError as error:
+        raise ValueError(f"{path}: {error}") from None
+    check_keys(fields, valid, f"{path} (family {family!r})", noun="field")
     return family, fields
 
 

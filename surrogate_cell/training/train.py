@@ -31,7 +31,6 @@ import numpy as np
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
-import yaml
 from tqdm import tqdm
 
 from surrogate_cell.checkpoint import (
@@ -41,6 +40,7 @@ from surrogate_cell.checkpoint import (
     read_checkpoint,
     save_checkpoint,
 )
+from surrogate_cell.config import dataclass_from_mapping, read_mapping, resolve_config, resolve_reference
 from surrogate_cell.data.store import open_data_set
 from surrogate_cell.datasets.windows import (
     SOMA_ONSET_TARGETS,
@@ -66,7 +66,7 @@ from surrogate_cell.spikes import best_crossing_threshold
 
 @dataclass
 class TrainConfig:
-    """Everything that defines a training run (YAML files in ``training/`` hold these fields)."""
+    """Everything that defines a training run (the packaged ``train_*.yaml`` configs hold these fields)."""
 
     data: str = ""
     # More data sets of the same cell (e.g. another input regime), each split like ``data``;
@@ -74,7 +74,7 @@ class TrainConfig:
     # is calibrated on all validation splits. The model card's test split is that of ``data``.
     extra_data: list[str] = dataclasses.field(default_factory=list)
     out_dir: str = "runs/surrogate"
-    model: str = "training/models/mmoe_small.yaml"
+    model: str = "models/mmoe_small.yaml"  # a model config file or packaged name
     batch_size: int = 64
     lr: float = 1e-3
     # "cosine": the learning rate falls from lr to 0 over max_steps (less weight noise at the
@@ -108,13 +108,9 @@ class TrainConfig:
     num_threads: int = 0
 
     @classmethod
-    def from_dict(cls, values: dict) -> "TrainConfig":
-        """Build from plain data, naming unknown fields."""
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(f"Unknown training config fields {unknown}; valid fields: {sorted(known)}")
-        return cls(**values)
+    def from_dict(cls, values: dict, source: str = "training config") -> "TrainConfig":
+        """Build from plain data; a ValueError names unknown fields, ``source`` and the valid fields."""
+        return dataclass_from_mapping(cls, values, source, noun="field")
 
     def __post_init__(self) -> None:
         """Check the choices."""
@@ -133,11 +129,24 @@ class TrainConfig:
         return self.lr
 
 
-def load_train_config(path: str | Path, **overrides) -> TrainConfig:
-    """Read a YAML training config and apply non-None overrides."""
-    values = yaml.safe_load(Path(path).read_text()) or {} if path else {}
+def load_train_config(path: str | Path | None, **overrides) -> TrainConfig:
+    """Read a YAML training config and apply non-None overrides.
+
+    ``path`` is a file or a packaged config name (``train_small.yaml``; see
+    :func:`surrogate_cell.config.resolve_config`); None or "" means the defaults. The file's
+    ``model`` is relative to the file's folder (else a packaged name such as
+    ``models/srm.yaml``) and is stored resolved; a ``model`` override (``--model``) is a path or
+    a packaged name. Data and output paths (``data``, ``extra_data``, ``out_dir``,
+    ``init_from``) are relative to the working directory, in the file as on the command line.
+    """
+    values, source = {}, "training config"
+    if path:
+        path = resolve_config(path)
+        values, source = read_mapping(path), str(path)
+        if values.get("model"):
+            values["model"] = str(resolve_reference(values["model"], path))
     values.update({key: value for key, value in overrides.items() if value is not None})
-    return TrainConfig.from_dict(values)
+    return TrainConfig.from_dict(values, source)
 
 
 # --------------------------------------------------------------------------- losses
@@ -681,7 +690,9 @@ def train(config: TrainConfig, progress_bar: bool = True) -> Path:
 COMMAND_HELP = "train a surrogate model on a simulated data set"
 COMMAND_DESCRIPTION = """Train a surrogate (MH, MMoE, MMoEEx or SRM) on an HDF5 data set made by `simulate`.
 
-Settings come from a YAML training config (fields of TrainConfig, e.g. training/train_small.yaml);
+Settings come from a YAML training config (fields of TrainConfig): a file, or a packaged config
+name such as train_small.yaml, train_default.yaml or train_mmoe.yaml. Its model: is relative to
+the config file's folder or a packaged name (models/srm.yaml);
 the options below override it. Rerunning the same command resumes from OUT_DIR/last.pt.
 For several processes or GPUs launch with torchrun, e.g.
   torchrun --nproc_per_node 2 -m surrogate_cell.training train --config ... --data ...
@@ -690,14 +701,16 @@ For several processes or GPUs launch with torchrun, e.g.
 
 def add_arguments(parser) -> None:
     """Add the ``train`` options to ``parser``."""
-    parser.add_argument("--config", metavar="FILE", help="training config YAML (TrainConfig fields)")
+    parser.add_argument("--config", metavar="FILE",
+                        help="training config YAML (TrainConfig fields): a file or a packaged name, "
+                             "e.g. train_small.yaml")
     parser.add_argument("--data", metavar="H5", help="data set made by `simulate`")
     parser.add_argument("--extra-data", dest="extra_data", nargs="+", metavar="H5",
                         help="more data sets of the same cell (e.g. another input regime) whose "
                              "training/validation simulations join those of --data")
     parser.add_argument("--out-dir", dest="out_dir", metavar="DIR",
                         help="where best.pt, last.pt and metrics.csv go")
-    parser.add_argument("--model", metavar="FILE", help="model config YAML, e.g. training/models/mmoe.yaml")
+    parser.add_argument("--model", metavar="FILE", help="model config YAML: a file or a packaged name, e.g. models/mmoe.yaml")
     parser.add_argument("--init-from", dest="init_from", metavar="PT",
                         help="start from this checkpoint's weights (fine-tuning; fresh optimiser)")
     parser.add_argument("--max-steps", dest="max_steps", type=int, metavar="N", help="optimiser steps")
