@@ -1,11 +1,12 @@
-# Two entry points: `make demo` (main job on the built-in cell) and `make test`.
+# Two entry points: `make demo` (main job on the built-in cell) and `make test` (lint, then every test).
 # Both create/update the virtual environment, install the project and compile the mechanisms.
+# Also: `make lint` (ruff only) and `make test-fast` (the tests not marked slow, under 2 minutes).
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test install
+.PHONY: demo test test-fast lint install
 
 $(STAMP): setup.cfg pyproject.toml $(wildcard surrogate_cell/cells/nmodl/*.mod)
 	$(PYTHON) -m venv $(VENV)
@@ -21,5 +22,11 @@ install: $(STAMP)
 demo: install
 	$(PY) examples/compare_lfp.py
 
-test: install
+lint: install
+	$(VENV)/bin/ruff check .
+
+test: lint
 	$(PY) -m pytest -q
+
+test-fast: install
+	$(PY) -m pytest -q -m "not slow"

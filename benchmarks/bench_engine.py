@@ -38,7 +38,6 @@ import argparse  # noqa: E402
 import resource  # noqa: E402
 import time  # noqa: E402
 from dataclasses import dataclass  # noqa: E402
-from pathlib import Path  # noqa: E402
 
 import LFPy  # noqa: E402
 import numpy as np  # noqa: E402
@@ -297,8 +296,8 @@ def report_low_rank_towers(shape: CellShape, n_cells: int = 100, rank: int = 64)
         shared = DenseProduct(torch.randn(features, rank), rows)
         per_task = DenseProduct(torch.randn(rank, n_tasks * hidden), rows)
         full(x), per_task(shared(x))
-        full_s = best_time(lambda: full(x), 5)
-        low_rank_s = best_time(lambda: per_task(shared(x)), 5)
+        full_s = best_time(lambda full=full, x=x: full(x), 5)
+        low_rank_s = best_time(lambda per_task=per_task, shared=shared, x=x: per_task(shared(x)), 5)
         print(f"  {family:<5}{n_cells} cells: full {full_s * 1e3:6.1f} ms, rank {rank} shared "
               f"first layer {low_rank_s * 1e3:6.1f} ms ({full_s / low_rank_s:4.1f}x); "
               f"MFLOP/cell {2 * rows // n_cells * features * n_tasks * hidden / 1e6:.1f} -> "

@@ -17,7 +17,6 @@ import argparse
 import os
 import statistics
 import time
-from pathlib import Path
 
 import numpy as np
 import torch

@@ -321,7 +321,8 @@ def test_count_matching_searches_between_the_candidates_that_enclose_the_true_co
 def test_an_ensemble_of_srms_predicts_their_mean_voltage_and_calibrates(data_set, tmp_path):
     model_file = tmp_path / "tiny_srm.yaml"  # pooled filters, subunits, section projection: train fills in the layout
     model_file.write_text("family: srm\ntaus: [2, 10]\npooled_taus: [40]\nhidden: 8\nmlp_layers: 1\n"
-                          "spike_hidden: 4\ndropout: 0.0\nsubunit_hidden: 3\nsubunit_out: 2\nsection_projection: true\n")
+                          "spike_hidden: 4\ndropout: 0.0\nsubunit_hidden: 3\nsubunit_out: 2\n"
+                          "section_projection: true\n")
     members = []
     for steps, init_seed in ((6, []), (10, ["--init-seed", "1"])):  # same split, different weights
         out_dir = tmp_path / f"srm{steps}"
@@ -361,7 +362,8 @@ def test_an_ensemble_of_srms_predicts_their_mean_voltage_and_calibrates(data_set
 
     shipped = tmp_path / "shipped"
     assert main(["ship", "--checkpoint", str(ensemble_path), "--name", "tiny-ensemble", "--out-dir", str(shipped)]) == 0
-    assert torch.load(shipped / "tiny-ensemble.pt", weights_only=True)["model"]["projection.weight"].dtype == torch.float16
+    shipped_weights = torch.load(shipped / "tiny-ensemble.pt", weights_only=True)["model"]
+    assert shipped_weights["projection.weight"].dtype == torch.float16
     assert "Ensemble of 2 SRMs" in (shipped / "tiny-ensemble.md").read_text()
     shipped_meta = json.loads(torch.load(shipped / "tiny-ensemble.pt", weights_only=True)["meta"])
     assert {member["data"]["path"] for member in shipped_meta["ensemble"]} == {data_set.name}

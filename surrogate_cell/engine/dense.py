@@ -25,8 +25,8 @@ def onednn_linear_available(weight: Tensor) -> bool:
     if not torch.backends.mkldnn.is_available():
         return False
     try:
-        torch.ops.mkldnn._reorder_linear_weight
-        torch.ops.mkldnn._linear_pointwise
+        for name in ("_reorder_linear_weight", "_linear_pointwise"):
+            getattr(torch.ops.mkldnn, name)  # raises when this torch build lacks the operator
     except (AttributeError, RuntimeError):
         return False
     return True

@@ -94,7 +94,7 @@ class _Events(NamedTuple):
     t: np.ndarray
     values: np.ndarray
 
-    def sorted_by(self, key: np.ndarray) -> "_Events":
+    def sorted_by(self, key: np.ndarray) -> _Events:
         """The same events sorted by ``key`` (ties in any order)."""
         order = np.argsort(key)
         return _Events(*(a[order] for a in self))

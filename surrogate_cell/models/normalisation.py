@@ -26,7 +26,7 @@ class Normalisation:
     high: np.ndarray | None = None
 
     @classmethod
-    def fit(cls, voltages: np.ndarray) -> "Normalisation":
+    def fit(cls, voltages: np.ndarray) -> Normalisation:
         """Statistics over sims and time of a (n_sims, n_segments, T) voltage array."""
         mean = voltages.mean(axis=(0, 2), dtype=np.float64)
         std = np.maximum(voltages.std(axis=(0, 2), dtype=np.float64), MIN_STD_MV)

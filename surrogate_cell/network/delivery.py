@@ -1,4 +1,4 @@
-"""Events into one batch of cells: delayed delivery of spikes (detected by :class:`~surrogate_cell.spikes.SpikeDetector`).
+"""Events into one batch of cells: delayed delivery of the spikes :class:`~surrogate_cell.spikes.SpikeDetector` finds.
 
 Time convention (the model's): step ``t`` takes the events of bin ``[t, t+1)`` and gives the
 voltages at ``t+1``. A spike is the upward threshold crossing of the soma voltage, at the

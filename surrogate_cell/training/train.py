@@ -108,7 +108,7 @@ class TrainConfig:
     num_threads: int = 0
 
     @classmethod
-    def from_dict(cls, values: dict, source: str = "training config") -> "TrainConfig":
+    def from_dict(cls, values: dict, source: str = "training config") -> TrainConfig:
         """Build from plain data; a ValueError names unknown fields, ``source`` and the valid fields."""
         return dataclass_from_mapping(cls, values, source, noun="field")
 
@@ -710,7 +710,8 @@ def add_arguments(parser) -> None:
                              "training/validation simulations join those of --data")
     parser.add_argument("--out-dir", dest="out_dir", metavar="DIR",
                         help="where best.pt, last.pt and metrics.csv go")
-    parser.add_argument("--model", metavar="FILE", help="model config YAML: a file or a packaged name, e.g. models/mmoe.yaml")
+    parser.add_argument("--model", metavar="FILE",
+                        help="model config YAML: a file or a packaged name, e.g. models/mmoe.yaml")
     parser.add_argument("--init-from", dest="init_from", metavar="PT",
                         help="start from this checkpoint's weights (fine-tuning; fresh optimiser)")
     parser.add_argument("--max-steps", dest="max_steps", type=int, metavar="N", help="optimiser steps")
