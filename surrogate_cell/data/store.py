@@ -12,6 +12,7 @@ anywhere.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import time
@@ -48,10 +49,56 @@ class DataSetError(RuntimeError):
 # --------------------------------------------------------------------------- opening
 
 
+_DENIED = (errno.EACCES, errno.EPERM, errno.EROFS)
+
+
 def unreadable_message(path: str | Path, error: BaseException) -> str:
-    """The one error message for a file HDF5 cannot read."""
-    return (f"{path} is not a readable HDF5 data set (truncated or corrupt?): {error} "
-            f"— delete it or rerun with --overwrite")
+    """The one error message for a file HDF5 cannot read (not a permission or lock problem)."""
+    return (f"{path} is not a readable HDF5 data set (truncated or corrupt?): {error}. "
+            f"Rerunning simulate with --overwrite deletes it and every simulation in it; to keep "
+            f"them, leave the file alone (try a backup copy) and write new data to another --out.")
+
+
+def denied_message(path: str | Path, error: OSError, mode: str) -> str:
+    """The error message for a data set this user may not open in ``mode`` (nothing is damaged)."""
+    if error.errno == errno.EROFS:
+        return (f"cannot write to data set {path}: it is on a read-only file system. Copy it to a "
+                f"writable place and use the copy.")
+    if mode == "r":
+        return (f"permission denied reading data set {path} ({error.strerror}). Make it readable "
+                f"(chmod u+r {path}) or use a readable copy.")
+    return (f"permission denied writing to data set {path} ({error.strerror}): the file or its folder "
+            f"is read-only. Nothing in it was changed. Make it writable (chmod u+w {path}) or write "
+            f"to another --out.")
+
+
+def locked_message(path: str | Path) -> str:
+    """The error message for a data set another process still holds open after ``LOCK_WAIT_S``."""
+    return (f"data set {path} is held open by another process (HDF5 file lock, waited "
+            f"{LOCK_WAIT_S:g} s): e.g. a running simulate or training, or an open h5py/HDFView "
+            f"session. Close that program or wait for it to finish, then rerun.")
+
+
+def _is_lock_error(error: OSError) -> bool:
+    return error.errno in (errno.EAGAIN, errno.EWOULDBLOCK) or "unable to lock file" in str(error)
+
+
+def data_set_error(path: str | Path, error: OSError, mode: str = "r") -> DataSetError:
+    """The one :class:`DataSetError` for an ``OSError`` h5py raised on ``path`` opened in ``mode``.
+
+    Permission problems, another process's lock, a folder in place of the file and a full disk
+    each get their own message; only what remains is reported as a damaged file.
+    """
+    if error.errno in _DENIED:
+        return DataSetError(denied_message(path, error, mode))
+    if _is_lock_error(error):
+        return DataSetError(locked_message(path))
+    if error.errno == errno.EISDIR:
+        return DataSetError(f"{path} is a folder, not a data set file; give the path of an .h5 file.")
+    if error.errno == errno.ENOSPC:
+        return DataSetError(f"no space left on the device holding {path}: free some space and rerun "
+                            f"(finished simulations are kept).")
+    return DataSetError(unreadable_message(path, error))
 
 
 def _open_when_unlocked(path: str | Path, mode: str) -> h5py.File:
@@ -61,8 +108,8 @@ def _open_when_unlocked(path: str | Path, mode: str) -> h5py.File:
         try:
             return h5py.File(path, mode)
         except OSError as error:
-            if "unable to lock file" not in str(error) or time.monotonic() > deadline:
-                raise DataSetError(unreadable_message(path, error)) from None
+            if not _is_lock_error(error) or time.monotonic() > deadline:
+                raise data_set_error(path, error, mode) from None
         time.sleep(0.05)
 
 
@@ -76,7 +123,7 @@ def open_h5(path: str | Path, mode: str = "r") -> Iterator[h5py.File]:
         with handle:
             yield handle
     except OSError as error:  # damage beyond the superblock shows up only on reading
-        raise DataSetError(unreadable_message(path, error)) from None
+        raise data_set_error(path, error, mode) from None
 
 
 # --------------------------------------------------------------------------- cell layout
@@ -101,7 +148,22 @@ def _write_layout(h5: h5py.File, layout: CellLayout) -> None:
     group.attrs["segment_hash"] = layout.segment_hash
 
 
-def _read_layout(h5: h5py.File) -> CellLayout:
+def _check_layout_group(path, h5: h5py.File) -> None:
+    """Refuse a file without a complete ``/cell`` group (the layout ``simulate`` writes)."""
+    fix = "make the data set with `python -m surrogate_cell.training simulate`"
+    if not isinstance(h5.get(CELL_GROUP), h5py.Group):
+        raise DataSetError(f"{path} has no /{CELL_GROUP} group (the cell layout a data set made by "
+                           f"simulate holds): it was written by other software or is damaged; {fix}.")
+    group = h5[CELL_GROUP]
+    missing = [name for name in (*_STRING_FIELDS, *_ARRAY_FIELDS) if name not in group]
+    missing += [name for name in ("soma_segment", "recipe") if name not in group.attrs]
+    if missing:
+        raise DataSetError(f"{path}: its /{CELL_GROUP} group lacks {missing}, so the cell layout "
+                           f"cannot be read; {fix}.")
+
+
+def _read_layout(h5: h5py.File, path="data set") -> CellLayout:
+    _check_layout_group(path, h5)
     group = h5[CELL_GROUP]
     values = {name: np.array(group[name].asstr()[()], dtype=str) for name in _STRING_FIELDS}
     values.update({name: group[name][()] for name in _ARRAY_FIELDS})
@@ -239,8 +301,9 @@ def read_root_attrs(path: str | Path) -> dict:
 
 def _root_attrs(path, h5: h5py.File) -> dict:
     if "format_version" not in h5.attrs or SIMS_GROUP not in h5:
-        raise DataSetError(f"{path} is not a surrogate_cell data set (no format_version or sims/) "
-                           f"— delete it or rerun with --overwrite")
+        raise DataSetError(f"{path} is not a surrogate_cell data set (no format_version or sims/). "
+                           f"Give the path of a data set made by simulate; rerunning simulate with "
+                           f"--overwrite would delete this file and everything in it.")
     attrs = {}
     for name, value in h5.attrs.items():
         attrs[name] = json.loads(value) if name in _JSON_ATTRS else _plain(value)
@@ -304,7 +367,7 @@ class DataSet:
         self.path = Path(path)
         with open_h5(self.path) as h5:
             self.attrs = _root_attrs(self.path, h5)
-            self.layout = _read_layout(h5)
+            self.layout = _read_layout(h5, self.path)
 
     @property
     def config(self) -> dict:
