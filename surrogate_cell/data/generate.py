@@ -46,6 +46,7 @@ from surrogate_cell.data.store import (
     write_simulation,
 )
 from surrogate_cell.mechanisms import MechanismError
+from surrogate_cell.outputs import OutputPathError, writable_file_folder
 
 COMMAND_HELP = "simulate the L5PC with random synaptic input and store training data (HDF5)"
 COMMAND_DESCRIPTION = """\
@@ -65,7 +66,7 @@ shows simulations done, simulated seconds per wall-clock second (sim-s/s) and th
 MAX_SEED = 2**63 - 1
 _MPI_ENV_VARS = ("OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMI_RANK", "PMIX_RANK", "MV2_COMM_WORLD_SIZE")
 _MPI_TAG = 17
-USER_ERRORS = (ConfigError, DataSetError, MorphologyError, MechanismError)
+USER_ERRORS = (ConfigError, DataSetError, MorphologyError, MechanismError, OutputPathError)
 """Errors reported as one line by the command line instead of a traceback."""
 
 
@@ -146,6 +147,8 @@ def prepare_output(path: str | Path, simulator: CellSimulator, duration_ms: int,
     deleted. ``overwrite`` deletes the file first.
     """
     path = Path(path)
+    if overwrite or not path.exists():
+        writable_file_folder(path, "--out")
     if overwrite:
         _remove_output(path)
     if path.exists():

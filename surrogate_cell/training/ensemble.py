@@ -32,6 +32,7 @@ from surrogate_cell.checkpoint import (
 from surrogate_cell.models import family_of
 from surrogate_cell.models.normalisation import Normalisation
 from surrogate_cell.models.srm import SRM, SRMConfig
+from surrogate_cell.outputs import writable_file_folder
 
 SAME_ARCHITECTURE = ("in_channels", "n_tasks", "window", "event_channels", "taus", "hidden", "mlp_layers",
                      "spike_hidden", "soma_segment", "pooled_taus", "input_pools", "subunit_hidden",
@@ -180,6 +181,7 @@ def build_ensemble(checkpoints: list[str | Path], out: str | Path) -> dict:
     CheckpointError
         If the members cannot be averaged (see :func:`check_members`).
     """
+    writable_file_folder(out, "--out")
     paths = [Path(p) for p in checkpoints]
     loaded = [load_checkpoint(path) for path in paths]
     models, normalisations, metas = ([item[i] for item in loaded] for i in range(3))
@@ -211,8 +213,14 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
-    """Build the ensemble and say what to do next."""
-    meta = build_ensemble(args.checkpoint, args.out)
+    """Build the ensemble and say what to do next; returns the exit status."""
+    import sys
+
+    try:
+        meta = build_ensemble(args.checkpoint, args.out)
+    except (CheckpointError, OSError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
     config = meta["model_config"]
     print(f"{args.out}: ensemble of {config['members']} SRMs (hidden {config['hidden']} each). "
           f"Calibrate its spike output next: python -m surrogate_cell.training calibrate --checkpoint {args.out}")

@@ -17,6 +17,7 @@ import torch
 
 from surrogate_cell.checkpoint import REQUIRED_KEYS, CheckpointError, read_checkpoint
 from surrogate_cell.models import get_family
+from surrogate_cell.outputs import writable_folder
 from surrogate_cell.pretrained import PRETRAINED_DIR
 
 PACKAGE_BUDGET_BYTES = 25 * 1024 * 1024
@@ -216,7 +217,7 @@ def ship(checkpoint: str | Path, name: str, run_dirs: list[Path], evaluations: d
         If the file exceeds the 25 MB package budget (it is then removed).
     """
     payload = shipped_payload(checkpoint)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    writable_folder(out_dir, "--out-dir")
     target = out_dir / f"{name}.pt"
     torch.save(payload, target)
     size = target.stat().st_size
