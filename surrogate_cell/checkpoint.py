@@ -56,9 +56,54 @@ def save_checkpoint(path: str | Path, model: torch.nn.Module, meta: dict,
     }
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(path.parent, path.name)
     temporary = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    torch.save(payload, temporary)
-    os.replace(temporary, path)
+    try:
+        torch.save(payload, temporary)
+        os.replace(temporary, path)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
+def remove_stale_temporaries(folder: str | Path, name: str | None = None) -> list[Path]:
+    """Delete temporary files that a killed save left in ``folder``.
+
+    Atomic saves write ``.<name>.tmp<pid>`` and rename it over ``<name>``; a kill in between
+    leaves the temporary file behind (the previous ``<name>`` stays intact). Files of processes
+    still running (other than this one) are left alone: they may be saving right now.
+
+    Parameters
+    ----------
+    folder : str or Path
+        Where to look (nothing happens if it does not exist).
+    name : str, optional
+        Only the temporaries of this file name (e.g. ``"last.pt"``); default: all of them.
+
+    Returns
+    -------
+    list of Path
+        The files removed.
+    """
+    folder, removed = Path(folder), []
+    if not folder.is_dir():
+        return removed
+    for candidate in folder.glob(f".{name or '*'}.tmp*"):
+        pid = candidate.name.rpartition(".tmp")[2]
+        if pid.isdigit() and (int(pid) == os.getpid() or not _process_alive(int(pid))):
+            candidate.unlink(missing_ok=True)
+            removed.append(candidate)
+    return removed
 
 
 def _unwrap(model: torch.nn.Module) -> torch.nn.Module:
