@@ -17,6 +17,7 @@ from surrogate_cell.data.simulation import SimulationConfig
 from surrogate_cell.data.store import open_data_set
 from surrogate_cell.datasets.windows import (
     BalancedSampler,
+    RawSimulations,
     WindowData,
     build_window_data,
     load_raw,
@@ -231,10 +232,13 @@ def test_spike_onset_targets_are_the_first_samples_above_threshold():
     soma = np.full((1, 1, 60), -70.0)
     soma[0, 0, [20, 21, 22]] = [-30.0, -10.0, -52.0]  # one spike, two samples above threshold
     soma[0, 0, 40] = -40.0
-    raw = (np.zeros((1, 60, 2)), soma, spike_flags(np.array([20.6, 40.3]), 60), [np.array([20.6, 40.3])])
-    events, voltages, flags, times = with_spike_onsets(raw, 0, -48.0)
-    assert np.flatnonzero(flags[0]).tolist() == [20, 40]
-    assert voltages is soma and times is raw[3]
+    raw = RawSimulations(np.zeros((1, 60, 2)), soma, spike_flags(np.array([20.6, 40.3]), 60)[None],
+                         [np.array([20.6, 40.3])])
+    onsets = with_spike_onsets(raw, 0, -48.0)
+    assert np.flatnonzero(onsets.spike_flags[0]).tolist() == [20, 40]
+    assert onsets.voltages_mv is soma and onsets.spike_times is raw.spike_times
+    joined = RawSimulations.concatenate([raw, onsets])
+    assert len(joined) == 2 and joined.spike_flags.shape == (2, 60) and len(joined.spike_times) == 2
 
 
 def test_metric_helpers():

@@ -11,13 +11,13 @@ batch of windows is one indexing op.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
-from surrogate_cell.data.store import DataSet
+from surrogate_cell.data.store import DataSet, DataSetError
 from surrogate_cell.models.normalisation import Normalisation
 
 
@@ -37,23 +37,73 @@ def spike_onset_flags(soma_mv: np.ndarray, threshold_mv: float) -> np.ndarray:
     return flags
 
 
-def with_spike_onsets(raw, soma_segment: int, threshold_mv: float) -> tuple:
-    """:func:`load_raw` arrays with the spike flags replaced by soma threshold crossings.
+@dataclass(frozen=True)
+class RawSimulations:
+    """Simulations loaded from data sets, before z-scoring and windowing.
+
+    Attributes
+    ----------
+    events : numpy.ndarray
+        (n_sims, T, 2 * n_inputs) uint8 input events, excitatory rows then inhibitory rows.
+    voltages_mv : numpy.ndarray
+        (n_sims, n_segments, T) float32 voltages (mV) at whole milliseconds.
+    spike_flags : numpy.ndarray
+        (n_sims, T) bool spike targets: peaks (:func:`spike_flags`) or, after
+        :func:`with_spike_onsets`, soma threshold crossings.
+    spike_times : list of numpy.ndarray
+        Somatic spike peak times (ms) of every simulation.
+    """
+
+    events: np.ndarray
+    voltages_mv: np.ndarray
+    spike_flags: np.ndarray
+    spike_times: list
+
+    def __len__(self) -> int:
+        return len(self.spike_times)
+
+    @classmethod
+    def concatenate(cls, parts: list[RawSimulations]) -> RawSimulations:
+        """Join ``parts`` (e.g. of several data sets) along the simulation axis.
+
+        Parameters
+        ----------
+        parts : list of RawSimulations
+            At least one; all of the same recording length and cell.
+
+        Returns
+        -------
+        RawSimulations
+            ``parts[0]`` itself when there is only one part.
+        """
+        if len(parts) == 1:
+            return parts[0]
+        return cls(events=np.concatenate([part.events for part in parts]),
+                   voltages_mv=np.concatenate([part.voltages_mv for part in parts]),
+                   spike_flags=np.concatenate([part.spike_flags for part in parts]),
+                   spike_times=[times for part in parts for times in part.spike_times])
+
+    def with_spike_flags(self, flags: np.ndarray) -> RawSimulations:
+        """The same simulations with ``flags`` (n_sims, T) as the spike targets."""
+        return replace(self, spike_flags=flags)
+
+
+def with_spike_onsets(raw: RawSimulations, soma_segment: int, threshold_mv: float) -> RawSimulations:
+    """``raw`` with the spike flags replaced by soma threshold crossings.
 
     A spike peak often falls after the 1 ms sample where the soma voltage has already crossed
     the threshold, so a model reading its somatic spike history (threshold crossings) would
     see the spike it is asked to predict in about half the cases when the target is the peak.
     The crossing is what a free run detects; as the target it cannot leak.
     """
-    events, voltages, _, spike_times = raw
-    return events, voltages, spike_onset_flags(voltages[:, soma_segment], threshold_mv), spike_times
+    return raw.with_spike_flags(spike_onset_flags(raw.voltages_mv[:, soma_segment], threshold_mv))
 
 
 #: ``cell_meta["spike_targets"]`` of checkpoints trained on :func:`with_spike_onsets` targets
 SOMA_ONSET_TARGETS = "soma_onset"
 
 
-def spike_targets_of(raw, cell_meta: dict) -> tuple:
+def spike_targets_of(raw: RawSimulations, cell_meta: dict) -> RawSimulations:
     """``raw`` with the spike targets a checkpoint was trained on (peaks unless it says onsets)."""
     if cell_meta.get("spike_targets") != SOMA_ONSET_TARGETS:
         return raw
@@ -119,8 +169,25 @@ def _event_matrix(record) -> np.ndarray:
     return np.concatenate([record.exc, record.inh], axis=0).T.astype(np.uint8)
 
 
-def load_raw(data_set: DataSet, sim_indices, progress: bool = True):
-    """Load simulations: events (n, T, E), voltages mV (n, S, T), spike flags (n, T), spike times (list)."""
+def check_finite(data_set: DataSet, sim_indices, voltages: list) -> None:
+    """Refuse simulations holding NaN or infinite voltages, naming them.
+
+    Raises
+    ------
+    DataSetError
+        If any of ``voltages`` (one array per index of ``sim_indices``) is not finite.
+    """
+    bad = [int(index) for index, trace in zip(sim_indices, voltages) if not np.isfinite(trace).all()]
+    if bad:
+        raise DataSetError(
+            f"{data_set.path}: simulation(s) {bad} hold non-finite voltages (NaN or inf), on which "
+            f"training and evaluation give meaningless numbers. They come from a NEURON run that "
+            f"diverged or from a damaged file; simulate a data set without them (e.g. another --seed "
+            f"or input config, to a new --out) and use that.")
+
+
+def load_raw(data_set: DataSet, sim_indices, progress: bool = True) -> RawSimulations:
+    """Load simulations ``sim_indices`` of ``data_set`` (spike targets: the peaks)."""
     events, voltages, spikes, spike_times = [], [], [], []
     for index in tqdm(sim_indices, desc=f"loading {data_set.path.name}", disable=not progress,
                       leave=False):
@@ -129,34 +196,51 @@ def load_raw(data_set: DataSet, sim_indices, progress: bool = True):
         voltages.append(record.vmem.astype(np.float32))
         spikes.append(spike_flags(record.spike_times, record.vmem.shape[1]))
         spike_times.append(record.spike_times)
-    return np.stack(events), np.stack(voltages), np.stack(spikes), spike_times
+    check_finite(data_set, sim_indices, voltages)
+    return RawSimulations(np.stack(events), np.stack(voltages), np.stack(spikes), spike_times)
 
 
-def concatenate_raw(parts: list[tuple]) -> tuple:
-    """Join :func:`load_raw` results (e.g. of several data sets) along the simulation axis."""
-    if len(parts) == 1:
-        return parts[0]
-    return (*(np.concatenate([part[k] for part in parts]) for k in range(3)),
-            [times for part in parts for times in part[3]])
+def check_long_enough(data_set: DataSet, needed_ms: int, purpose: str) -> None:
+    """Refuse a data set whose simulations are shorter than ``needed_ms``.
+
+    Parameters
+    ----------
+    data_set : DataSet
+        The data set to check.
+    needed_ms : int
+        The shortest usable recording (ms), e.g. the model window plus one target.
+    purpose : str
+        What needs that length, quoted in the message (e.g. "the model window (100 ms) + 1").
+
+    Raises
+    ------
+    ValueError
+        Naming the data set, its length, what is needed and how to get it.
+    """
+    if data_set.duration_ms < needed_ms:
+        raise ValueError(
+            f"{data_set.path} holds {data_set.duration_ms} ms simulations, too short for "
+            f"{purpose}: at least {needed_ms} ms are needed. Simulate a data set with --duration-ms "
+            f"{needed_ms} or more (to a new --out), or use a model with a shorter window.")
 
 
-def load_labelled(data_sets: list, sim_lists: list, progress: bool = True) -> tuple[tuple, list]:
+def load_labelled(data_sets: list, sim_lists: list, progress: bool = True) -> tuple[RawSimulations, list]:
     """:func:`load_raw` of ``sim_lists[k]`` of every ``data_sets[k]``, joined, and per-simulation
     labels: the index for the first (primary) data set, ``"<file stem>/<index>"`` for the others."""
-    raw = concatenate_raw([load_raw(each, sims, progress) for each, sims in zip(data_sets, sim_lists)])
+    raw = RawSimulations.concatenate([load_raw(each, sims, progress) for each, sims in zip(data_sets, sim_lists)])
     labels = [i if number == 0 else f"{each.path.stem}/{i}"
               for number, (each, sims) in enumerate(zip(data_sets, sim_lists)) for i in sims]
     return raw, labels
 
 
-def build_window_data(raw, normalisation: Normalisation, window: int, sim_indices) -> WindowData:
-    """Stack raw arrays (from :func:`load_raw`) into a :class:`WindowData` with z-scored voltages."""
-    events, voltages, spikes = raw[:3]
-    z = normalisation.to_z(voltages).transpose(0, 2, 1)
+def build_window_data(raw: RawSimulations, normalisation: Normalisation, window: int,
+                      sim_indices) -> WindowData:
+    """Stack :func:`load_raw` simulations into a :class:`WindowData` with z-scored voltages."""
+    z = normalisation.to_z(raw.voltages_mv).transpose(0, 2, 1)
     return WindowData(
-        events=torch.from_numpy(events),
+        events=torch.from_numpy(raw.events),
         voltages=torch.from_numpy(np.ascontiguousarray(z, dtype=np.float32)),
-        spikes=torch.from_numpy(spikes),
+        spikes=torch.from_numpy(raw.spike_flags),
         window=window,
         sim_indices=list(sim_indices),
     )

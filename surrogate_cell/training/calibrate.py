@@ -34,8 +34,9 @@ from surrogate_cell.checkpoint import (
     model_meta,
     save_checkpoint,
 )
-from surrogate_cell.data.store import open_data_set
+from surrogate_cell.data.store import DataSetError, open_data_set
 from surrogate_cell.datasets.windows import (
+    RawSimulations,
     WindowData,
     build_window_data,
     load_labelled,
@@ -161,7 +162,7 @@ def calibrate_model(model, data: WindowData, spike_times, normalisation=None, th
     return {**summary, "spike_logit_threshold": model.config.spike_logit_threshold, "spike_scores": scores}
 
 
-def validation_raw(meta: dict, path, data_path=None, progress: bool = True) -> tuple[tuple, list]:
+def validation_raw(meta: dict, path, data_path=None, progress: bool = True) -> tuple[RawSimulations, list]:
     """The validation simulations of every data set the checkpoint was trained on, and labels.
 
     The primary data set (``data_path`` overrides its recorded path) and each extra data set
@@ -216,7 +217,7 @@ def calibrate_checkpoint(path: str | Path, data_path: str | Path | None = None,
                               "all-or-none spike output to calibrate.")
     raw, labels = validation_raw(meta, path, data_path, progress)
     data = build_window_data(raw, normalisation, model.config.window, labels)
-    summary = calibrate_model(model, data, raw[3], normalisation, meta["cell"].get("spike_threshold_mv"),
+    summary = calibrate_model(model, data, raw.spike_times, normalisation, meta["cell"].get("spike_threshold_mv"),
                               match=match)
     meta = {**meta, **model_meta(model, meta["family"]), "spike_calibration": summary}
     standard = {"format", "format_version", "meta", "model", "norm_mean", "norm_std", "norm_low", "norm_high"}
@@ -247,7 +248,7 @@ def run(args) -> int:
     """Run the ``calibrate`` subcommand; returns the exit status."""
     try:
         summary = calibrate_checkpoint(args.checkpoint, args.data, match=args.match)
-    except (ValueError, CheckpointError, OSError, KeyError) as error:
+    except (ValueError, CheckpointError, DataSetError, OSError, KeyError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
     for mode in ("teacher_forced", "free_running"):

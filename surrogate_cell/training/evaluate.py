@@ -22,6 +22,7 @@ from surrogate_cell.data.store import open_data_set
 from surrogate_cell.datasets.windows import (
     WindowData,
     build_window_data,
+    check_long_enough,
     load_raw,
     spike_targets_of,
 )
@@ -219,6 +220,8 @@ def evaluate(config: EvaluationConfig) -> dict:
         sims = sims[:config.max_simulations]
     if not sims:
         raise ValueError(f"{config.data} has no held-out simulations for {config.checkpoint}")
+    check_long_enough(data_set, model.config.window + 1,
+                      f"the model window of {config.checkpoint} ({model.config.window} ms) plus one target")
     raw = spike_targets_of(load_raw(data_set, sims), meta["cell"])
     data = build_window_data(raw, normalisation, model.config.window, sims)
     types = np.asarray(meta["cell"]["section_types"])
@@ -235,7 +238,7 @@ def evaluate(config: EvaluationConfig) -> dict:
     fr_error = (fr_z - data.voltages[:, data.window:data.window + n_free]).numpy() * std
     fr_mv = normalisation.to_mv(fr_z).numpy()
 
-    true_spikes = raw[3]
+    true_spikes = raw.spike_times
     window_end = data.window + n_free
     true_in_window = [t[(t > data.window) & (t <= window_end)] for t in true_spikes]
     threshold = config.spike_threshold_mv

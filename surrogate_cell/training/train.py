@@ -23,6 +23,7 @@ import dataclasses
 import json
 import math
 import os
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,7 +38,9 @@ from surrogate_cell.checkpoint import (
     CheckpointError,
     cell_meta_from_layout,
     model_meta,
+    normalisation_from_checkpoint,
     read_checkpoint,
+    remove_stale_temporaries,
     save_checkpoint,
 )
 from surrogate_cell.config import dataclass_from_mapping, read_mapping, resolve_config, resolve_reference
@@ -45,8 +48,10 @@ from surrogate_cell.data.store import open_data_set
 from surrogate_cell.datasets.windows import (
     SOMA_ONSET_TARGETS,
     BalancedSampler,
+    RawSimulations,
     WindowData,
     build_window_data,
+    check_long_enough,
     load_labelled,
     spike_targets_of,
     split_simulations,
@@ -61,6 +66,7 @@ from surrogate_cell.models import (
 from surrogate_cell.models.base import model_input
 from surrogate_cell.models.normalisation import Normalisation
 from surrogate_cell.models.srm import pools_by_section_type
+from surrogate_cell.outputs import writable_folder
 from surrogate_cell.spikes import best_crossing_threshold
 
 
@@ -307,6 +313,10 @@ def distributed_context() -> tuple[int, int]:
     return (dist.get_rank(), world) if world > 1 else (0, 1)
 
 
+class TrainingDivergedError(RuntimeError):
+    """The training loss became NaN or infinite; training stops (last good checkpoints are kept)."""
+
+
 @dataclass
 class PreparedData:
     """Train and validation windows plus everything a checkpoint records about the data."""
@@ -316,14 +326,96 @@ class PreparedData:
     normalisation: Normalisation
     cell_meta: dict
     data_meta: dict
+    notes: list = dataclasses.field(default_factory=list)
+    """Messages for the user (e.g. simulations a resumed run leaves out)."""
+
+
+def _available(config: TrainConfig, data_set) -> list[int]:
+    """The simulation indices of one data set that a run may use (``max_simulations`` applied)."""
+    indices = data_set.simulation_indices()
+    return indices[:config.max_simulations] if config.max_simulations else indices
 
 
 def _split(config: TrainConfig, data_set) -> tuple[list, list, list]:
     """Train/validation/test simulation indices of one data set (``max_simulations`` applied)."""
-    indices = data_set.simulation_indices()
-    if config.max_simulations:
-        indices = indices[:config.max_simulations]
-    return split_simulations(indices, config.validation_fraction, config.test_fraction, config.seed)
+    return split_simulations(_available(config, data_set), config.validation_fraction,
+                             config.test_fraction, config.seed)
+
+
+def _few(indices: list[int], shown: int = 8) -> str:
+    """``indices`` for a message: all of them, or the first ``shown`` and how many more."""
+    more = len(indices) - shown
+    return str(indices) if more <= 0 else f"{indices[:shown]} and {more} more"
+
+
+def _resumed_split(config: TrainConfig, data_set, record: dict) -> tuple[tuple, str | None]:
+    """The split a resumed run recorded for ``data_set``, and a note on simulations added since.
+
+    Raises
+    ------
+    CheckpointError
+        If the data set no longer holds every simulation of that split.
+    """
+    split = tuple(sorted(int(i) for i in record[name]) for name in ("train", "validation", "test"))
+    used = {index for part in split for index in part}
+    missing = sorted(used - set(data_set.simulation_indices()))
+    if missing:
+        raise CheckpointError(
+            f"the run in {config.out_dir} (last.pt) was split over simulations that {data_set.path} no "
+            f"longer holds: {_few(missing)}. Restore that data set (simulate with its seed and --n-sims "
+            f"{max(used) + 1} remakes them) or train into another out_dir.")
+    new = sorted(set(_available(config, data_set)) - used)
+    note = None if not new else (
+        f"note: {data_set.path} has {len(new)} simulation(s) the run in {config.out_dir} was not split "
+        f"over ({_few(new)}); resuming keeps its split and normalisation and leaves them out. "
+        f"Train into another out_dir to use them.")
+    return split, note
+
+
+def _resumed_splits(config: TrainConfig, data_sets: list, stored: dict) -> tuple[list, list[str]]:
+    """Per data set, the split of the run being resumed (its checkpoint's ``data`` metadata)."""
+    records = [stored, *stored.get("extra", [])]
+    if len(records) != len(data_sets):
+        raise CheckpointError(f"{config.out_dir}/last.pt records {len(records)} data set(s), this run has "
+                              f"{len(data_sets)}; use another out_dir.")
+    pairs = [_resumed_split(config, data_set, record) for data_set, record in zip(data_sets, records)]
+    return [split for split, _ in pairs], [note for _, note in pairs if note]
+
+
+def _resumed_cell_meta(config: TrainConfig, data_set, stored_cell: dict) -> dict:
+    """The cell metadata of the run being resumed, checked against the data set's cell."""
+    if stored_cell["segment_hash"] != data_set.layout.segment_hash:
+        raise CheckpointError(f"the run in {config.out_dir} (last.pt) was trained on another cell than "
+                              f"{data_set.path} now holds; use another out_dir.")
+    return stored_cell
+
+
+def _fitted_cell_meta(data_set, train_raw: RawSimulations) -> dict:
+    """Cell metadata of a new run: the layout, and the soma spike threshold fitted on ``train_raw``."""
+    cell_meta = cell_meta_from_layout(data_set.layout)
+    soma_traces = train_raw.voltages_mv[:, cell_meta["soma_segment"]]
+    cell_meta["spike_threshold_mv"], cell_meta["spike_threshold_f1"] = best_crossing_threshold(
+        soma_traces, train_raw.spike_times)
+    cell_meta["spike_targets"] = SOMA_ONSET_TARGETS
+    return cell_meta
+
+
+def needed_duration_ms(config: TrainConfig, window: int) -> int:
+    """The shortest simulation (ms) that training with ``config`` and a ``window`` ms model can use:
+    the window, then the free-running lead-in and unrolled steps, or the free validation run."""
+    return window + max(config.free_lead_ms + config.rollout_steps, config.val_free_ms, 1)
+
+
+def _open_data_sets(config: TrainConfig, window: int) -> list:
+    """The primary data set and the extra ones, checked to fit together and to be long enough."""
+    data_set = open_data_set(config.data)
+    extras = [open_data_set(path) for path in config.extra_data]
+    for extra in extras:
+        _check_compatible(data_set, extra)
+    check_long_enough(data_set, needed_duration_ms(config, window),
+                      f"a {window} ms model window plus free_lead_ms + rollout_steps "
+                      f"({config.free_lead_ms} + {config.rollout_steps}) or val_free_ms ({config.val_free_ms})")
+    return [data_set, *extras]
 
 
 def _check_compatible(primary, extra) -> None:
@@ -343,21 +435,36 @@ def _provenance(data_set, split: tuple[list, list, list]) -> dict:
             "train": split[0], "validation": split[1], "test": split[2]}
 
 
-def prepare_data(config: TrainConfig, window: int, progress: bool) -> PreparedData:
-    """Split the simulations, fit the normalisation on the training split and stack windows."""
-    data_set = open_data_set(config.data)
-    extras = [open_data_set(path) for path in config.extra_data]
-    for extra in extras:
-        _check_compatible(data_set, extra)
-    data_sets = [data_set, *extras]
-    splits = [_split(config, each) for each in data_sets]
+def prepare_data(config: TrainConfig, window: int, progress: bool,
+                 resumed: dict | None = None) -> PreparedData:
+    """Split the simulations, fit the normalisation on the training split and stack windows.
+
+    Parameters
+    ----------
+    config : TrainConfig
+        The run's settings.
+    window : int
+        The model's input window (ms).
+    progress : bool
+        Whether to show loading progress bars.
+    resumed : dict, optional
+        The payload of the run's ``last.pt`` when resuming: its split, normalisation and cell
+        metadata are kept (simulations added to the data sets since are left out, with a note in
+        :attr:`PreparedData.notes`), so the resumed weights see the data they were trained on.
+    """
+    data_sets = _open_data_sets(config, window)
+    data_set, extras = data_sets[0], data_sets[1:]
+    if resumed is None:
+        splits, notes = [_split(config, each) for each in data_sets], []
+    else:
+        splits, notes = _resumed_splits(config, data_sets, resumed["meta"]["data"])
     train_raw, train_labels = load_labelled(data_sets, [split[0] for split in splits], progress)
-    normalisation = Normalisation.fit(train_raw[1])
-    cell_meta = cell_meta_from_layout(data_set.layout)
-    soma_traces = train_raw[1][:, cell_meta["soma_segment"]]
-    cell_meta["spike_threshold_mv"], cell_meta["spike_threshold_f1"] = best_crossing_threshold(
-        soma_traces, train_raw[3])
-    cell_meta["spike_targets"] = SOMA_ONSET_TARGETS
+    if resumed is None:
+        normalisation = Normalisation.fit(train_raw.voltages_mv)
+        cell_meta = _fitted_cell_meta(data_set, train_raw)
+    else:
+        normalisation = normalisation_from_checkpoint(resumed)
+        cell_meta = _resumed_cell_meta(config, data_set, resumed["meta"]["cell"])
     train_raw = spike_targets_of(train_raw, cell_meta)
     val_raw, val_labels = load_labelled(data_sets, [split[1] for split in splits], progress)
     val_raw = spike_targets_of(val_raw, cell_meta)
@@ -366,7 +473,7 @@ def prepare_data(config: TrainConfig, window: int, progress: bool) -> PreparedDa
     return PreparedData(
         train=build_window_data(train_raw, normalisation, window, train_labels),
         validation=build_window_data(val_raw, normalisation, window, val_labels),
-        normalisation=normalisation, cell_meta=cell_meta, data_meta=data_meta,
+        normalisation=normalisation, cell_meta=cell_meta, data_meta=data_meta, notes=notes,
     )
 
 
@@ -445,21 +552,71 @@ def _restore_training_state(payload: dict, optimizer, sampler: BalancedSampler,
     return Progress(**json.loads(payload["progress"]))
 
 
+def _set_aside(path: Path) -> Path:
+    """Rename ``path`` to the first free ``<stem>.<n><suffix>`` next to it; returns the new name."""
+    number = 1
+    while (target := path.with_name(f"{path.stem}.{number}{path.suffix}")).exists():
+        number += 1
+    path.rename(target)
+    return target
+
+
+def _rows_up_to(path: Path, step: int) -> tuple[list[list[str]], bool] | None:
+    """The header and rows of CSV ``path`` whose ``step`` is at most ``step`` (torn rows dropped),
+    and whether any row was dropped; None for a file without a ``step`` column (left alone)."""
+    with path.open(newline="") as handle:
+        rows = list(csv.reader(handle))
+    if not rows or "step" not in rows[0]:
+        return None
+    header, column = rows[0], rows[0].index("step")
+
+    def kept(row: list[str]) -> bool:
+        try:
+            return len(row) == len(header) and int(row[column]) <= step
+        except ValueError:
+            return False
+
+    body = [row for row in rows[1:] if kept(row)]
+    torn_end = not path.read_bytes().endswith(b"\n")
+    return [header, *body], len(body) < len(rows) - 1 or torn_end
+
+
 class MetricsLog:
-    """Append-only CSV of evaluation rows (plus TensorBoard scalars when it is installed)."""
+    """CSV of evaluation rows (plus TensorBoard scalars when it is installed).
+
+    A resumed run continues the file of the run it resumes, first dropping the rows of steps
+    after ``resumed_step`` (evaluations of a session killed before it saved ``last.pt``, which
+    the resumed run repeats), so every step has one row. A new run in a folder that holds an
+    older ``metrics.csv`` sets that file aside as ``metrics.<n>.csv``.
+    """
 
     FIELDS = ("step", "train_loss", "val_loss", "val_rmse_mv", "val_free_rmse_mv", "elapsed_s")
 
-    def __init__(self, out_dir: Path):
+    def __init__(self, out_dir: Path, resumed_step: int | None = None):
         out_dir.mkdir(parents=True, exist_ok=True)
         self.path = out_dir / "metrics.csv"
-        if not self.path.exists():
+        self.set_aside = None
+        if self.path.exists() and resumed_step is not None:
+            self._drop_rows_after(resumed_step)
+        elif self.path.exists() and len(self.path.read_text().splitlines()) > 1:
+            self.set_aside = _set_aside(self.path)
+        if resumed_step is None or not self.path.exists():
             self.path.write_text(",".join(self.FIELDS) + "\n")
         try:
             from torch.utils.tensorboard import SummaryWriter
             self.tensorboard = SummaryWriter(str(out_dir / "tensorboard"))
         except ImportError:
             self.tensorboard = None
+
+    def _drop_rows_after(self, step: int) -> None:
+        """Rewrite the file (atomically) without rows of steps after ``step`` or torn rows."""
+        result = _rows_up_to(self.path, step)
+        if result is None or not result[1]:
+            return
+        temporary = self.path.with_name(f".{self.path.name}.tmp{os.getpid()}")
+        with temporary.open("w", newline="") as handle:
+            csv.writer(handle).writerows(result[0])
+        os.replace(temporary, self.path)
 
     def write(self, row: dict) -> None:
         """Add one row."""
@@ -504,11 +661,14 @@ class Trainer:
             reuse_freed_memory()
         if self.device.type == "cuda" and self.world > 1:
             self.device = torch.device("cuda", self.rank % torch.cuda.device_count())
-        self.out_dir = Path(config.out_dir)
+        self.out_dir = writable_folder(config.out_dir, "--out-dir", create=False)
         self.show_progress = progress_bar and self.rank == 0
         family, fields = load_model_config(config.model)
         self.family = family
-        self.data = prepare_data(config, int(fields.get("window", 100)), self.show_progress)
+        self.resumed = self._resumable_checkpoint()
+        self.data = prepare_data(config, int(fields.get("window", 100)), self.show_progress, self.resumed)
+        for note in self.data.notes if self.rank == 0 else ():
+            print(note, file=sys.stderr)
         torch.manual_seed(config.weight_seed)
         self.model = build_model(family, {
             **fields,
@@ -560,10 +720,14 @@ class Trainer:
             raise CheckpointError(f"init_from {path} does not fit the model config {self.config.model}: "
                                   f"{str(error).splitlines()[0]}") from None
 
-    def _resume_if_possible(self) -> None:
+    def _resumable_checkpoint(self) -> dict | None:
+        """The payload of ``out_dir/last.pt`` when this run continues it (settings checked), else
+        None; temporary files of saves a kill interrupted are removed first."""
+        if self.rank == 0:
+            remove_stale_temporaries(self.out_dir)
         last = self.out_dir / "last.pt"
         if not last.exists():
-            return
+            return None
         payload = read_checkpoint(last)
         saved = payload["meta"]["training"]["config"]
         mine = dataclasses.asdict(self.config)
@@ -574,10 +738,19 @@ class Trainer:
         if differing:
             raise CheckpointError(
                 f"{last} belongs to a run with different settings ({differing}); use another "
-                "out_dir or delete it to start afresh."
+                "out_dir, or move it away to start afresh."
             )
+        return payload
+
+    def _resume_if_possible(self) -> None:
+        """Continue from ``last.pt`` (read by :meth:`_resumable_checkpoint`): weights, optimiser,
+        random states and counters. Sets ``resumed_step`` (None for a new run)."""
+        payload, self.resumed, self.resumed_step = self.resumed, None, None  # free the payload
+        if payload is None:
+            return
         self.model.load_state_dict(payload["model"])
         self.progress = _restore_training_state(payload, self.optimizer, self.sampler, self.balancer)
+        self.resumed_step = self.progress.step
 
     def train_step(self) -> float:
         """One optimiser step on a balanced batch; returns the combined loss."""
@@ -625,11 +798,29 @@ class Trainer:
                 save_checkpoint(self.out_dir / "best.pt", self.model, self.meta(), self.data.normalisation)
             state = _training_state(self.optimizer, self.progress, self.sampler, self.balancer)
             save_checkpoint(self.out_dir / "last.pt", self.model, self.meta(), self.data.normalisation, state)
+            self.saved_step = self.progress.step
         return self.progress.evals_without_improvement >= self.config.patience
+
+    def _diverged(self, loss: float) -> TrainingDivergedError:
+        """The error for a non-finite training loss at the current step."""
+        lr = self.config.learning_rate(self.progress.step)
+        if self.saved_step is None:
+            kept, restart = "No checkpoint was saved yet.", "train again"
+        else:
+            kept = f"{self.out_dir}/last.pt (and best.pt) keep the weights of step {self.saved_step}."
+            restart = f"train into another out_dir, starting with --init-from {self.out_dir}/best.pt"
+        return TrainingDivergedError(
+            f"the training loss became {loss} at step {self.progress.step + 1}: training diverged and "
+            f"stopped (a learning rate too high for this model, lr {lr:g}, is the usual cause). {kept} "
+            f"Lower lr in the training config and {restart}.")
 
     def run(self) -> Progress:
         """Train until ``max_steps`` or early stopping; returns the final counters."""
-        log = MetricsLog(self.out_dir) if self.rank == 0 else None
+        log = MetricsLog(self.out_dir, self.resumed_step) if self.rank == 0 else None
+        if log is not None and log.set_aside is not None:
+            print(f"note: {log.path} of an earlier run (without last.pt) was moved to {log.set_aside}",
+                  file=sys.stderr)
+        self.saved_step = self.resumed_step
         started = time.perf_counter() - self.progress.elapsed_s  # a resumed run's clock continues
         bar = tqdm(total=self.config.max_steps, initial=self.progress.step, desc="training",
                    disable=not self.show_progress, unit="step")
@@ -637,7 +828,10 @@ class Trainer:
         while self.progress.step < self.config.max_steps:
             if self.progress.step % self.config.eval_every == 0:
                 self.balancer.start_period()
-            running.append(self.train_step())
+            loss = self.train_step()
+            if not math.isfinite(loss):
+                raise self._diverged(loss)
+            running.append(loss)
             self.progress.step += 1
             bar.update(1)
             bar.set_postfix(loss=f"{running[-1]:.4f}")
