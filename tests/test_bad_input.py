@@ -91,6 +91,8 @@ def read_only(path):
 # --------------------------------------------------------------------------- resume after more data
 
 
+@pytest.mark.slow
+@pytest.mark.neuron
 def test_resume_after_the_data_set_grew_keeps_the_split_and_the_normalisation(data_set, model_file, tmp_path,
                                                                              capsys):
     grown, out_dir = copy_of(data_set, tmp_path), tmp_path / "run"
@@ -121,6 +123,8 @@ def test_resume_after_the_data_set_grew_keeps_the_split_and_the_normalisation(da
 # --------------------------------------------------------------------------- data set access
 
 
+@pytest.mark.slow
+@pytest.mark.neuron
 def test_a_read_only_data_set_is_reported_as_read_only_and_stays_intact(data_set, tmp_path):
     path = copy_of(data_set, tmp_path)
     with read_only(path):
@@ -131,6 +135,8 @@ def test_a_read_only_data_set_is_reported_as_read_only_and_stays_intact(data_set
     assert len(open_data_set(path)) == 4
 
 
+@pytest.mark.slow
+@pytest.mark.neuron
 @pytest.mark.skipif(os.environ.get("HDF5_USE_FILE_LOCKING", "").upper() == "FALSE",
                     reason="HDF5 file locking is switched off")
 def test_a_data_set_held_open_by_another_process_is_reported_as_locked(data_set, tmp_path, monkeypatch):
@@ -151,6 +157,8 @@ def test_a_data_set_held_open_by_another_process_is_reported_as_locked(data_set,
     assert len(open_data_set(path)) == 4
 
 
+@pytest.mark.slow
+@pytest.mark.neuron
 def test_a_damaged_file_is_called_corrupt_and_deleting_it_is_said_to_lose_it(data_set, tmp_path):
     path = copy_of(data_set, tmp_path)
     with open(path, "r+b") as handle:
@@ -162,6 +170,8 @@ def test_a_damaged_file_is_called_corrupt_and_deleting_it_is_said_to_lose_it(dat
 # --------------------------------------------------------------------------- one clear error, not a traceback
 
 
+@pytest.mark.slow
+@pytest.mark.neuron
 def test_a_file_without_the_cell_group_gives_one_clear_error(data_set, model_file, trained, tmp_path, capsys):
     srm_file = tmp_path / "srm.yaml"
     srm_file.write_text(TINY_SRM)
@@ -179,6 +189,8 @@ def test_a_file_without_the_cell_group_gives_one_clear_error(data_set, model_fil
         assert f"{broken} has no /cell group" in error and "simulate" in error, args[0]
 
 
+@pytest.mark.slow
+@pytest.mark.neuron
 def test_data_shorter_than_the_model_window_gives_one_clear_error(model_file, trained, tmp_path, capsys):
     short = tmp_path / "short.h5"
     generate(short, 1, 60, seed=5, config=SHORT, progress=False)
@@ -189,6 +201,8 @@ def test_data_shorter_than_the_model_window_gives_one_clear_error(model_file, tr
         assert f"{short} holds 60 ms simulations, too short" in error and "--duration-ms 101" in error, args[0]
 
 
+@pytest.mark.slow
+@pytest.mark.neuron
 def test_outputs_below_a_file_or_in_a_read_only_folder_give_one_clear_error(data_set, model_file, trained,
                                                                          tmp_path, capsys):
     a_file = tmp_path / "a_file"
@@ -219,6 +233,8 @@ def test_outputs_below_a_file_or_in_a_read_only_folder_give_one_clear_error(data
 # --------------------------------------------------------------------------- non-finite numbers
 
 
+@pytest.mark.slow
+@pytest.mark.neuron
 def test_nan_voltages_are_named_when_loading(data_set, model_file, trained, tmp_path, capsys):
     path = copy_of(data_set, tmp_path)
     with h5py.File(path, "a") as h5:
@@ -232,6 +248,8 @@ def test_nan_voltages_are_named_when_loading(data_set, model_file, trained, tmp_
     assert not out_dir.exists()  # nothing left behind
 
 
+@pytest.mark.slow
+@pytest.mark.neuron
 def test_training_stops_with_an_error_when_the_loss_becomes_nan(data_set, model_file, trained, tmp_path, capsys):
     payload = torch.load(trained / "best.pt", weights_only=True)
     for tensor in payload["model"].values():
@@ -248,6 +266,8 @@ def test_training_stops_with_an_error_when_the_loss_becomes_nan(data_set, model_
 # --------------------------------------------------------------------------- a kill during a save
 
 
+@pytest.mark.slow
+@pytest.mark.neuron
 def test_a_kill_during_a_save_leaves_no_temporary_file_and_no_duplicate_metrics_row(data_set, model_file,
                                                                                      tmp_path):
     out_dir = tmp_path / "run"
@@ -280,3 +300,18 @@ def test_the_metrics_log_keeps_one_row_per_step_and_sets_an_older_log_aside(tmp_
     assert log.set_aside == tmp_path / "metrics.1.csv"
     assert log.set_aside.read_text().splitlines() == [header, "10,1,1,1,nan,1"]
     assert path.read_text().splitlines() == [header]
+
+
+@pytest.mark.slow
+@pytest.mark.neuron
+def test_evaluating_a_checkpoint_with_nan_weights_fails_clearly(data_set, trained, tmp_path, capsys):
+    payload = torch.load(trained / "best.pt", weights_only=True)
+    payload["model"] = {name: torch.full_like(weight, float("nan")) if weight.is_floating_point() else weight
+                        for name, weight in payload["model"].items()}
+    broken = tmp_path / "nan.pt"
+    torch.save(payload, broken)
+    status = cli("evaluate", "--checkpoint", broken, "--data", data_set, "--out-dir", tmp_path / "eval",
+                 "--no-figures")
+    assert status != 0
+    assert "NaN" in capsys.readouterr().err
+    assert not (tmp_path / "eval" / "metrics.json").exists()

@@ -21,10 +21,10 @@ from surrogate_cell.datasets.windows import (
     WindowData,
     build_window_data,
     load_raw,
-    model_input,
     spike_flags,
     with_spike_onsets,
 )
+from surrogate_cell.models.base import model_input
 from surrogate_cell.models.srm import pools_by_section_type
 from surrogate_cell.spikes import best_crossing_threshold, match_spikes
 from surrogate_cell.training.__main__ import main
@@ -76,6 +76,8 @@ def tiny_config(data_set, model_file, out_dir, **changes) -> TrainConfig:
     return TrainConfig(**{**fields, **changes})
 
 
+@pytest.mark.slow
+@pytest.mark.neuron
 def test_tiny_model_overfits_a_tiny_simulation(data_set, model_file, tmp_path):
     trainer = Trainer(tiny_config(data_set, model_file, tmp_path, spike_fraction=0.0, lr=3e-3),
                       progress_bar=False)
@@ -84,6 +86,8 @@ def test_tiny_model_overfits_a_tiny_simulation(data_set, model_file, tmp_path):
     assert np.mean(losses[-10:]) <= losses[0] / 10
 
 
+@pytest.mark.slow
+@pytest.mark.neuron
 @pytest.mark.skipif(not has_native_bfloat16(torch.device("cpu")),
                     reason="this CPU has no native bfloat16 (AVX512-BF16/AMX)")
 def test_bfloat16_training_follows_float32_training(data_set, model_file, tmp_path):
@@ -97,6 +101,8 @@ def test_bfloat16_training_follows_float32_training(data_set, model_file, tmp_pa
     assert abs(losses[True][-20:].mean() / losses[False][-20:].mean() - 1) < 0.1
 
 
+@pytest.mark.slow
+@pytest.mark.neuron
 def test_resume_reproduces_the_next_step(data_set, model_file, tmp_path):
     config = tiny_config(data_set, model_file, tmp_path, history_noise_std=0.1, rollout_steps=2,
                          free_lead_ms=5, val_free_ms=20, history_drift_std=0.3,
@@ -109,6 +115,8 @@ def test_resume_reproduces_the_next_step(data_set, model_file, tmp_path):
     assert resumed.train_step() == expected
 
 
+@pytest.mark.slow
+@pytest.mark.neuron
 def test_fine_tuning_starts_from_the_given_weights(data_set, model_file, tmp_path):
     Trainer(tiny_config(data_set, model_file, tmp_path / "first", max_steps=10), progress_bar=False).run()
     start = tmp_path / "first" / "last.pt"
@@ -121,12 +129,16 @@ def test_fine_tuning_starts_from_the_given_weights(data_set, model_file, tmp_pat
                             model="models/mh_small.yaml"), progress_bar=False)
 
 
+@pytest.mark.slow
+@pytest.mark.neuron
 def test_resume_refuses_different_settings(data_set, model_file, tmp_path):
     Trainer(tiny_config(data_set, model_file, tmp_path, max_steps=10), progress_bar=False).run()
     with pytest.raises(CheckpointError, match="different settings"):
         Trainer(tiny_config(data_set, model_file, tmp_path, lr=0.1), progress_bar=False)
 
 
+@pytest.mark.slow
+@pytest.mark.neuron
 def test_cosine_learning_rate_falls_to_zero(data_set, model_file, tmp_path):
     config = tiny_config(data_set, model_file, tmp_path, lr=0.01, lr_schedule="cosine", max_steps=100)
     assert [config.learning_rate(step) for step in (0, 50, 100)] == pytest.approx([0.01, 0.005, 0.0])
@@ -148,6 +160,8 @@ def test_lbtw_weights_follow_the_published_update():
     np.testing.assert_allclose(balancer.weights(later), [1.0, 1.0, 1.0])
 
 
+@pytest.mark.slow
+@pytest.mark.neuron
 def test_train_and_evaluate_commands(data_set, model_file, tmp_path, capsys):
     out_dir = tmp_path / "run"
     assert main(["train", "--data", str(data_set), "--model", str(model_file), "--out-dir", str(out_dir),
@@ -174,6 +188,8 @@ def test_train_and_evaluate_commands(data_set, model_file, tmp_path, capsys):
     model, _, _, _ = load_checkpoint(shipped / "tiny.pt")
 
 
+@pytest.mark.slow
+@pytest.mark.neuron
 def test_extra_data_joins_training_and_must_match_the_recording_length(data_set, extra_data_set, model_file,
                                                                       tmp_path):
     trainer = Trainer(tiny_config(data_set, model_file, tmp_path / "run", extra_data=[str(extra_data_set)]),
@@ -189,6 +205,8 @@ def test_extra_data_joins_training_and_must_match_the_recording_length(data_set,
                 progress_bar=False)
 
 
+@pytest.mark.slow
+@pytest.mark.neuron
 def test_checkpoint_loads_without_code_and_checks_fields(data_set, model_file, tmp_path):
     Trainer(tiny_config(data_set, model_file, tmp_path, max_steps=10), progress_bar=False).run()
     model, normalisation, meta, _ = load_checkpoint(tmp_path / "best.pt")
@@ -209,6 +227,8 @@ def test_checkpoint_loads_without_code_and_checks_fields(data_set, model_file, t
         load_checkpoint(tmp_path / "truncated.pt")
 
 
+@pytest.mark.slow
+@pytest.mark.neuron
 def test_distributed_training_with_two_processes(data_set, model_file, tmp_path):
     out_dir = tmp_path / "ddp"
     command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
@@ -272,6 +292,8 @@ def test_sampler_fractions_fixed_or_natural():
     assert np.concatenate(times).min() >= 140
 
 
+@pytest.mark.slow
+@pytest.mark.neuron
 def test_srm_training_calibrates_its_spike_output(data_set, extra_data_set, tmp_path):
     model_file = tmp_path / "tiny_srm.yaml"
     model_file.write_text("family: srm\ntaus: [2, 10]\nhidden: 8\nmlp_layers: 1\ndropout: 0.0\n")
@@ -322,6 +344,8 @@ def test_count_matching_searches_between_the_candidates_that_enclose_the_true_co
     assert 2.0 <= threshold < 3.0
 
 
+@pytest.mark.slow
+@pytest.mark.neuron
 def test_an_ensemble_of_srms_predicts_their_mean_voltage_and_calibrates(data_set, tmp_path):
     model_file = tmp_path / "tiny_srm.yaml"  # pooled filters, subunits, section projection: train fills in the layout
     model_file.write_text("family: srm\ntaus: [2, 10]\npooled_taus: [40]\nhidden: 8\nmlp_layers: 1\n"
@@ -388,6 +412,8 @@ def test_ensemble_splits_leave_out_every_members_training_simulations():
     assert (splits["extra"][0]["validation"], splits["extra"][0]["test"]) == ([1], [])
 
 
+@pytest.mark.slow
+@pytest.mark.neuron
 def test_ensemble_members_must_share_the_architecture(data_set, tmp_path):
     paths = []
     for hidden in (8, 6):

@@ -25,7 +25,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from surrogate_cell.checkpoint import (
     CheckpointError,
@@ -42,9 +41,14 @@ from surrogate_cell.datasets.windows import (
     load_labelled,
     spike_targets_of,
 )
-from surrogate_cell.engine.srm_stepper import SRMStepper
+from surrogate_cell.engine import make_stepper
+from surrogate_cell.models import family_of
 from surrogate_cell.spikes import SPIKE_TOLERANCE_MS, spike_scores
-from surrogate_cell.training.evaluate import soma_spike_trains, teacher_forced
+from surrogate_cell.training.evaluate import (
+    free_run_from_data,
+    soma_spike_trains,
+    teacher_forced,
+)
 
 #: candidate thresholds: logit quantiles leaving these fractions of milliseconds above
 EXCEEDANCE_FRACTIONS = np.logspace(-5.0, -1.5, 36)
@@ -113,18 +117,12 @@ def free_run_spike_times(model, normalisation, data: WindowData, threshold_mv: f
                          logit_thresholds) -> list[list[np.ndarray]]:
     """Somatic spike times of free runs of every simulation in ``data`` from its first 100 ms,
     once per spike-logit threshold: all in one batch of ``n_thresholds x n_sims`` cells."""
-    window, n_sims, n_runs = data.window, len(data.sim_indices), len(logit_thresholds)
+    n_sims, n_runs = len(data.sim_indices), len(logit_thresholds)
     per_cell = torch.as_tensor(logit_thresholds, dtype=torch.float32).repeat_interleave(n_sims)
-    stepper = SRMStepper(model, normalisation, n_runs * n_sims, logit_thresholds=per_cell)
-    events = data.events.float()
-    # reset() takes the event bins one ms before the voltages: the first step adds bin W-1
-    earlier_events = torch.cat([torch.zeros_like(events[:, :1]), events[:, :window - 1]], dim=1)
-    stepper.reset(normalisation.to_mv(data.voltages[:, :window]).repeat(n_runs, 1, 1),
-                  earlier_events.repeat(n_runs, 1, 1))
-    soma = np.empty((n_runs * n_sims, data.n_ms - window))
-    for step in tqdm(range(data.n_ms - window), desc=f"free runs ({n_runs} thresholds)", leave=False):
-        soma[:, step] = stepper.step(events[:, window - 1 + step].repeat(n_runs, 1))[:, model.config.soma_segment].numpy()
-    trains = soma_spike_trains(soma, threshold_mv, window)
+    stepper = make_stepper(model, normalisation, n_runs * n_sims, logit_thresholds=per_cell)
+    soma = model.config.soma_segment
+    run = free_run_from_data(stepper, data, normalisation, data.n_ms - data.window, record=[soma], repeats=n_runs)
+    trains = soma_spike_trains(run.voltages_mv[:, :, 0].double().numpy(), threshold_mv, data.window)
     return [trains[run * n_sims:(run + 1) * n_sims] for run in range(n_runs)]
 
 
@@ -212,7 +210,7 @@ def calibrate_checkpoint(path: str | Path, data_path: str | Path | None = None,
         If the checkpoint does not hold an SRM, or its cell is not the data sets'.
     """
     model, normalisation, meta, payload = load_checkpoint(path)
-    if not hasattr(model, "spike_jump"):
+    if not family_of(model).calibrates_spikes:
         raise CheckpointError(f"{path} holds a {meta['family']} model; only SRM models have an "
                               "all-or-none spike output to calibrate.")
     raw, labels = validation_raw(meta, path, data_path, progress)

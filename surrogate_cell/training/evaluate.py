@@ -26,16 +26,21 @@ from surrogate_cell.datasets.windows import (
     load_raw,
     spike_targets_of,
 )
-from surrogate_cell.engine.stepper import RUNAWAY_LIMIT_MV, within_training_range
+from surrogate_cell.engine import (
+    FreeRun,
+    SurrogateDivergedError,
+    free_run,
+    make_stepper,
+)
+from surrogate_cell.models import family_of
 from surrogate_cell.models.base import model_input
 from surrogate_cell.spikes import (
     REFRACTORY_MS,
+    SPIKE_THRESHOLD_MV,
     SPIKE_TOLERANCE_MS,
     spike_scores,
     upward_crossing_times,
 )
-
-SOMA_SPIKE_THRESHOLD_MV = -30.0
 
 
 @dataclass
@@ -97,32 +102,25 @@ def teacher_forced(model, data: WindowData, batch_size: int):
     return torch.cat(voltages).reshape(*shape, -1), torch.cat(logits).reshape(shape)
 
 
-@torch.no_grad()
-def free_run(model, data: WindowData, start: int, n_steps: int, std: np.ndarray, mean: np.ndarray,
-             bounds=None):
-    """Run all sims together on their own predictions from the true history before ``start``.
+def free_run_from_data(stepper, data: WindowData, normalisation, n_steps: int, record=None,
+                       repeats: int = 1, stop_on_divergence: bool = False) -> FreeRun:
+    """Free runs of every simulation in ``data`` from its true first window, through ``stepper``.
 
-    Returns z-voltages (n_sims, n, S) for times ``start .. start + n - 1`` and the step at which
-    a voltage first left the physiological range (None if never): the run stops there, since
-    what follows would be meaningless. ``bounds`` (z units, from the checkpoint) clip every
-    prediction to the training range, as the stepping engine does.
+    The stepper (``n_cells = repeats x n_sims``: ``repeats`` copies of every simulation, e.g.
+    one per candidate spike threshold) starts from the true voltages of ``0 .. W - 1`` ms and
+    the events before, and then runs on its own predictions for ``n_steps`` ms: the returned
+    voltages are those at ``W .. W + n_steps - 1`` ms. See :func:`surrogate_cell.engine.free_run`.
     """
-    window = data.window
-    history = data.voltages[:, start - window:start].clone()
-    limit = (RUNAWAY_LIMIT_MV + np.abs(mean)) / std
-    predictions, diverged_at = [], None
-    for step in tqdm(range(n_steps), desc="free-running", leave=False):
-        t = start + step
-        voltage, _ = model(model_input(data.events[:, t - window:t].float(), history))
-        voltage = within_training_range(voltage.float(), bounds)
-        if not (torch.isfinite(voltage).all() and (voltage.abs() <= torch.as_tensor(limit)).all()):
-            diverged_at = step
-            break
-        predictions.append(voltage)
-        history = torch.cat([history[:, 1:], voltage[:, None]], dim=1)
-    if not predictions:
-        predictions.append(history[:, -1])
-    return torch.stack(predictions, dim=1), diverged_at
+    window, events = data.window, data.events
+    # reset() takes the event bins one ms before the voltages: the first step adds bin W-1
+    earlier_events = torch.cat([torch.zeros_like(events[:, :1]), events[:, :window - 1]], dim=1)
+    history = normalisation.to_mv(data.voltages[:, :window])
+
+    def events_between(start: int, stop: int) -> torch.Tensor:
+        return events[:, window - 1 + start:window - 1 + stop].repeat(repeats, 1, 1)
+
+    return free_run(stepper, events_between, history.repeat(repeats, 1, 1), earlier_events.repeat(repeats, 1, 1),
+                    n_steps=n_steps, record=record, stop_on_divergence=stop_on_divergence, progress=True)
 
 
 def rmse_by_type(error_mv: np.ndarray, section_types: np.ndarray) -> dict:
@@ -166,7 +164,7 @@ def expert_diversity(model, data: WindowData, n_windows: int = 512) -> dict | No
     to [0, 1] by its largest entry; reported: the mean off-diagonal distance (score), and the
     determinant and permanent of ``D``.
     """
-    if not hasattr(model, "gates_and_experts"):
+    if not family_of(model).has_experts:
         return None
     sims, times = data.target_positions()
     picks = np.random.default_rng(0).permutation(sims.size)[:n_windows]
@@ -232,18 +230,23 @@ def evaluate(config: EvaluationConfig) -> dict:
     true_z = data.voltages[:, data.window:]
     tf_error = ((tf_z - true_z).numpy() * std)
     n_free = min(config.free_run_ms, data.n_ms - data.window)
-    fr_z, diverged_at = free_run(model, data, data.window, n_free, std, normalisation.mean,
-                                 normalisation.z_bounds())
-    n_free = fr_z.shape[1]
-    fr_error = (fr_z - data.voltages[:, data.window:data.window + n_free]).numpy() * std
-    fr_mv = normalisation.to_mv(fr_z).numpy()
+    run = free_run_from_data(make_stepper(model, normalisation, len(sims)), data, normalisation, n_free,
+                             stop_on_divergence=True)
+    diverged_at, n_free = run.diverged_at, run.voltages_mv.shape[1]
+    if n_free == 0:
+        raise SurrogateDivergedError(
+            f"{config.checkpoint}: the model's first free-running step is already NaN/infinite or "
+            "outside the physiological range; its weights are probably broken (e.g. NaN). Retrain it "
+            "or use another checkpoint.")
+    fr_mv = run.voltages_mv.numpy()
+    fr_error = fr_mv - normalisation.to_mv(data.voltages[:, data.window:data.window + n_free]).numpy()
 
     true_spikes = raw.spike_times
     window_end = data.window + n_free
     true_in_window = [t[(t > data.window) & (t <= window_end)] for t in true_spikes]
     threshold = config.spike_threshold_mv
     if threshold is None:
-        threshold = meta["cell"].get("spike_threshold_mv", SOMA_SPIKE_THRESHOLD_MV)
+        threshold = meta["cell"].get("spike_threshold_mv", SPIKE_THRESHOLD_MV)
     predicted = soma_spike_trains(fr_mv[:, :, soma], threshold, data.window)
     metrics = {
         "checkpoint": str(config.checkpoint), "data": str(config.data), "simulations": sims,
@@ -327,7 +330,7 @@ def run(args) -> int:
                               max_simulations=args.max_sims, figures=not args.no_figures)
     try:
         metrics = evaluate(config)
-    except (ValueError, CheckpointError, DataSetError, OSError) as error:
+    except (ValueError, CheckpointError, DataSetError, OSError, SurrogateDivergedError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
     print(format_report(metrics))

@@ -56,16 +56,10 @@ from surrogate_cell.datasets.windows import (
     spike_targets_of,
     split_simulations,
 )
-from surrogate_cell.engine.stepper import within_training_range
-from surrogate_cell.models import (
-    CELL_FIELDS,
-    build_model,
-    family_fields,
-    load_model_config,
-)
+from surrogate_cell.engine import FullWindowStepper, free_run
+from surrogate_cell.models import build_model, get_family, load_model_config
 from surrogate_cell.models.base import model_input
 from surrogate_cell.models.normalisation import Normalisation
-from surrogate_cell.models.srm import pools_by_section_type
 from surrogate_cell.outputs import writable_folder
 from surrogate_cell.spikes import best_crossing_threshold
 
@@ -181,7 +175,7 @@ def drifted(history: torch.Tensor, drift_std: float) -> torch.Tensor:
 
 def unrolled_task_losses(model, events, history, targets, spike_targets, window: int,
                          noise_std: float = 0.0, free_steps: int = 0,
-                         drift_std: float = 0.0, z_bounds=None) -> torch.Tensor:
+                         drift_std: float = 0.0, normalisation: Normalisation | None = None) -> torch.Tensor:
     """Per-task losses averaged over the steps after a free-running lead-in.
 
     The first ``free_steps`` steps run the model on its own predictions without gradients and
@@ -195,7 +189,7 @@ def unrolled_task_losses(model, events, history, targets, spike_targets, window:
         history = history + noise_std * torch.randn_like(history)
     if drift_std > 0:
         history = drifted(history, drift_std)
-    history = free_run_history(model, events, history, window, free_steps, z_bounds)
+    history = free_run_history(model, events, history, window, free_steps, normalisation)
     horizon = targets.shape[1]
     total = 0.0
     for step in range(free_steps, horizon):  # a loop over time steps, not tasks
@@ -206,19 +200,23 @@ def unrolled_task_losses(model, events, history, targets, spike_targets, window:
 
 
 @torch.no_grad()
-def free_run_history(model, events, history, window: int, steps: int, z_bounds=None) -> torch.Tensor:
-    """The voltage window after ``steps`` free-running steps from ``history`` (eval mode),
-    each prediction clipped to the training range ``z_bounds`` as in the stepping engine."""
+def free_run_history(model, events, history, window: int, steps: int, normalisation: Normalisation) -> torch.Tensor:
+    """The z-voltage window after ``steps`` free-running steps from ``history`` (eval mode).
+
+    ``events`` (B, >= W - 1 + steps, E) start with the history's window; the model runs through
+    :func:`surrogate_cell.engine.free_run` on the reference :class:`FullWindowStepper`, each
+    prediction clipped to the training range as in every stepper.
+    """
     if steps == 0:
         return history
+    model = getattr(model, "module", model)  # unwrap DistributedDataParallel
     was_training = model.training
-    model.eval()
-    for step in range(steps):
-        voltage, _ = model(model_input(events[:, step:step + window], history))
-        voltage = within_training_range(voltage.float(), z_bounds)
-        history = torch.cat([history[:, 1:], voltage[:, None]], dim=1)
+    stepper = FullWindowStepper(model, normalisation, history.shape[0], history.device, history.dtype)
+    earlier_events = torch.cat([torch.zeros_like(events[:, :1]), events[:, :window - 1]], dim=1)
+    run = free_run(stepper, events[:, window - 1:window - 1 + steps], normalisation.to_mv(history), earlier_events)
     model.train(was_training)
-    return history
+    predicted = (run.voltages_mv.to(history.dtype) - stepper.mean) / stepper.std
+    return torch.cat([history, predicted], dim=1)[:, -window:]
 
 
 class LossBalancer:
@@ -513,8 +511,7 @@ def validate_free_running(model, data: WindowData, positions, normalisation: Nor
     sims, times = positions
     keep = times <= data.n_ms - duration_ms
     events, history, targets, _ = (t.to(device) for t in data.gather(sims[keep], times[keep], duration_ms))
-    predicted = free_run_history(model, events, history, window, duration_ms,
-                                 normalisation.z_bounds(device))[:, -duration_ms:]
+    predicted = free_run_history(model, events, history, window, duration_ms, normalisation)[:, -duration_ms:]
     error_mv = (predicted - targets) * torch.as_tensor(normalisation.std, device=device)
     return float(error_mv.pow(2).mean().sqrt())
 
@@ -630,24 +627,6 @@ class MetricsLog:
 # --------------------------------------------------------------------------- main loop
 
 
-def cell_fields(family: str, data: PreparedData, fields: dict | None = None) -> dict:
-    """The data-derived :data:`CELL_FIELDS` that ``family``'s config has (soma, spike threshold,
-    the input pools when the model ``fields`` ask for pooled filters, the input sections when
-    they ask for dendritic subunits or a section projection)."""
-    cell, fields = data.cell_meta, fields or {}
-    soma = int(cell["soma_segment"])
-    values = {"soma_segment": soma,
-              "spike_threshold_z": float((cell["spike_threshold_mv"] - data.normalisation.mean[soma])
-                                         / data.normalisation.std[soma])}
-    if fields.get("pooled_taus"):
-        values["input_pools"] = pools_by_section_type(
-            [cell["section_types"][segment] for segment in cell["input_segments"]])
-    if fields.get("subunit_hidden") or fields.get("section_projection"):
-        values["input_sections"], values["section_distances"] = cell["input_sections"], cell["section_distances"]
-    return {name: value for name, value in values.items()
-            if name in CELL_FIELDS and name in family_fields(family)}
-
-
 class Trainer:
     """One training run (single process or one rank of a torchrun job)."""
 
@@ -675,7 +654,7 @@ class Trainer:
             "in_channels": self.data.train.n_event_channels + self.data.train.n_segments,
             "n_tasks": self.data.train.n_segments + 1,
             "event_channels": self.data.train.n_event_channels,
-            **cell_fields(family, self.data, fields),
+            **get_family(family).data_fields(self.data.cell_meta, self.data.normalisation, fields),
         }).to(self.device)
         self.window = self.model.config.window
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.lr,
@@ -685,7 +664,6 @@ class Trainer:
                                        lead=config.free_lead_ms)
         self.balancer = LossBalancer(config.lbtw_alpha, config.spike_loss_weight)
         self.val_positions = validation_positions(self.data.validation, config.val_windows, config.seed)
-        self.z_bounds = self.data.normalisation.z_bounds(self.device)
         self.progress = Progress()
         if config.init_from:
             self._initialise_from(config.init_from)
@@ -763,7 +741,7 @@ class Trainer:
             losses = unrolled_task_losses(self.network, *batch, self.window,
                                           self.config.history_noise_std, free_steps=lead,
                                           drift_std=self.config.history_drift_std,
-                                          z_bounds=self.z_bounds)
+                                          normalisation=self.data.normalisation)
         loss = self.balancer.combine(losses)
         for group in self.optimizer.param_groups:
             group["lr"] = self.config.learning_rate(self.progress.step)
@@ -870,7 +848,7 @@ def train(config: TrainConfig, progress_bar: bool = True) -> Path:
     trainer = Trainer(config, progress_bar)
     trainer.run()
     best = Path(config.out_dir) / "best.pt"
-    if trainer.rank == 0 and "spike_logit_threshold" in family_fields(trainer.family) and best.exists():
+    if trainer.rank == 0 and get_family(trainer.family).calibrates_spikes and best.exists():
         from surrogate_cell.training.calibrate import calibrate_checkpoint
 
         calibrate_checkpoint(best, config.data, trainer.show_progress)
