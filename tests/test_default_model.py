@@ -17,8 +17,10 @@ from tests.conftest import load_example
 
 REFERENCE = PRETRAINED_DIR / "l5pc-default.json"
 
-pytestmark = pytest.mark.skipif(not (PRETRAINED_DIR / "l5pc-default.pt").is_file(),
-                                reason="no shipped l5pc-default model")
+pytestmark = [
+    pytest.mark.neuron, pytest.mark.slow,  # a NEURON run of compare_lfp.py, ~15 s
+    pytest.mark.skipif(not (PRETRAINED_DIR / "l5pc-default.pt").is_file(), reason="no shipped l5pc-default model"),
+]
 
 
 @pytest.fixture(scope="module")

@@ -234,6 +234,7 @@ def test_spike_logits_match_the_model():
 # ------------------------------------------------------------------ long runs and divergence
 
 
+@pytest.mark.slow
 def test_ten_second_free_run_stays_finite_and_exact():
     torch.manual_seed(0)
     model = build_model("mh", {**TINY_L5PC_MH, "in_channels": N_EVENTS + N_SEGMENTS,
@@ -330,6 +331,7 @@ def simulated_vmem(checkpoint, stepper) -> np.ndarray:
     return cell.vmem
 
 
+@pytest.mark.neuron
 def test_surrogate_cell_runs_on_the_incremental_stepper(l5pc_checkpoint):
     expected = simulated_vmem(l5pc_checkpoint, FullWindowStepper)
     got = simulated_vmem(l5pc_checkpoint, make_stepper)

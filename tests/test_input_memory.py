@@ -20,11 +20,15 @@ def rows(example, tmp_path_factory):
                          "--lags", "0", "40", "--bin-ms", "10", "--out", str(out)])
 
 
+@pytest.mark.slow
+@pytest.mark.neuron
 def test_another_past_moves_the_soma_voltage_right_after_the_cut(rows):
     assert rows["0-10"]["n_samples"] > 0
     assert rows["0-10"]["soma_rms_mv"] > 0.1
 
 
+@pytest.mark.slow
+@pytest.mark.neuron
 def test_a_past_that_is_the_cells_own_changes_nothing(example):
     config = example.load_simulation_config(example.HIGH_DRIVE_CONFIG)
     with example.CellSimulator(config) as simulator:
@@ -49,5 +53,7 @@ def test_spike_agreement_counts_only_spikes_from_the_start_on(example):
     assert agreement["spike_f1_after"] == 0.5  # 202 matches 200 within 3 ms, 409 misses 400
 
 
+@pytest.mark.slow
+@pytest.mark.neuron
 def test_every_lag_reports_the_spike_agreement_from_there_on(rows):
     assert all(0.0 <= row["spike_f1_after"] <= 1.0 for row in rows.values())

@@ -9,6 +9,8 @@ from surrogate_cell.cells import MorphologyError, l5pc, segment_path_distances
 from surrogate_cell.spikes import upward_crossing_times
 from tests.conftest import HAY_MORPHOLOGY, MORPHOLOGIES, requires_hay_morphology
 
+pytestmark = pytest.mark.neuron  # every test builds the cell in NEURON
+
 SPIKE_THRESHOLD_MV = -20.0
 HOT_ZONE_UM = (685.0, 885.0)
 
@@ -61,6 +63,7 @@ def test_default_morphology_is_a_full_pyramidal_cell():
     assert cell.recipe["morphology"] is None
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("morphology", MORPHOLOGIES)
 def test_step_current_gives_regular_firing_and_rest_is_silent(morphology):
     cell = l5pc(morphology, tstop=1000.0)
@@ -88,6 +91,7 @@ def run_bac(morphology, soma_na, distal_na):
     return somatic_spikes(cell), cell.vmem[hot_zone].max()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("morphology", MORPHOLOGIES)
 def test_bac_firing(morphology):
     distal_spikes, _ = run_bac(morphology, soma_na=0.0, distal_na=1.0)

@@ -59,6 +59,7 @@ print("LOADED", loaded)
 """
 
 
+@pytest.mark.neuron
 def test_simulating_a_surrogate_cell_loads_no_training_or_data_generation_module():
     result = subprocess.run([sys.executable, "-c", SIMULATE.format(not_runtime=NOT_RUNTIME)],
                             capture_output=True, text=True, timeout=300)

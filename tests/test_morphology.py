@@ -15,6 +15,8 @@ from surrogate_cell.cells.morphology import (
     generate_l5pc_hoc,
 )
 
+pytestmark = pytest.mark.neuron  # the morphology is loaded into NEURON
+
 HOT_ZONE_UM = (685.0, 885.0)
 
 

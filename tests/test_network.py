@@ -51,6 +51,8 @@ from surrogate_cell.network.standard import (
 )
 from surrogate_cell.pretrained import PRETRAINED_DIR
 
+pytestmark = pytest.mark.neuron  # cells' LFPy/NEURON geometry; NEURON reference networks
+
 FIRST_STEP_THRESHOLD_MV = -73.0
 """Between v_init (-76 mV) and the random model's outputs (-70 +- 1.3 mV): one spike per cell in (0, 1] ms."""
 
@@ -284,6 +286,7 @@ def run_rank(rank: int, checkpoint, out_dir) -> None:
              channel=synapses.channel, delay=synapses.delay_ms, events=events)
 
 
+@pytest.mark.slow
 def test_two_processes_give_the_spikes_and_signals_of_one(checkpoint, tmp_path):
     spawn(run_rank, 2, checkpoint, tmp_path)
     sharded = read_network_file(tmp_path / "sharded.h5")
@@ -357,6 +360,7 @@ def test_neuron_reference_has_the_surrogate_networks_wiring_and_input(checkpoint
     assert np.ptp(result.soma_v["E"][:, 5:]) > 0.5  # the drive moves the NEURON cells
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not (PRETRAINED_DIR / "l5pc-default.pt").is_file(),
                     reason="needs the trained default model surrogate_cell/pretrained/l5pc-default.pt")
 def test_trained_surrogate_network_fires_like_the_neuron_network():

@@ -39,6 +39,8 @@ from surrogate_cell.data.store import (
 from surrogate_cell.training.__main__ import main
 from tests.conftest import REPO_ROOT
 
+pytestmark = pytest.mark.neuron  # NEURON simulations (the config tests at the end excepted)
+
 WARMUP_MS = 50
 DURATION_MS = 100
 N_SIMS = 3
@@ -101,6 +103,7 @@ def test_reference_run_holds_all_simulations_with_distinct_inputs(reference):
                                   first.vmem[data.layout.soma_segment])
 
 
+@pytest.mark.slow
 def test_two_workers_give_bit_identical_data(reference, workdir):
     path = workdir / "two_workers.h5"
     summary = generate(path, N_SIMS, DURATION_MS, seed=SEED, config=CONFIG, workers=2, progress=False)
@@ -108,6 +111,7 @@ def test_two_workers_give_bit_identical_data(reference, workdir):
     assert_same_simulations(path, reference)
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(shutil.which("mpirun") is None or importlib.util.find_spec("mpi4py") is None,
                     reason="needs an MPI installation and mpi4py (pip install '.[mpi]')")
 def test_mpi_ranks_split_the_simulations_identically(reference, workdir, config_file):
@@ -120,6 +124,7 @@ def test_mpi_ranks_split_the_simulations_identically(reference, workdir, config_
     assert_same_simulations(path, reference)
 
 
+@pytest.mark.slow
 def test_kill_minus_9_then_rerun_with_more_sims_completes_identically(reference, workdir, config_file):
     path = workdir / "resumed.h5"
     common = ("--out", path, "--duration-ms", DURATION_MS, "--seed", SEED, "--config", config_file,

@@ -14,12 +14,16 @@ def rows(tmp_path_factory):
                                 "--drop-fractions", "0", "--out", str(out)])
 
 
+@pytest.mark.slow
+@pytest.mark.neuron
 def test_unperturbed_reruns_reproduce_the_cell_exactly(rows):
     for label in ("somatic noise 0 nA", "0% of exc. events removed"):
         assert rows[label]["soma_rms_mv"] == 0.0
         assert rows[label]["f1"] == 1.0
 
 
+@pytest.mark.slow
+@pytest.mark.neuron
 def test_a_somatic_noise_current_moves_the_subthreshold_soma_voltage(rows):
     assert rows["somatic noise 0.2 nA"]["soma_rms_mv"] > 0.5
 

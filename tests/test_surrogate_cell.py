@@ -31,6 +31,8 @@ from surrogate_cell.device import DeviceError, select_device
 from surrogate_cell.engine import FullWindowStepper
 from surrogate_cell.spikes import upward_crossing_times
 
+pytestmark = pytest.mark.neuron  # SurrogateCell builds its LFPy/NEURON geometry
+
 TSTOP_MS = 20.0
 
 
