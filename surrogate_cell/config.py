@@ -3,8 +3,8 @@
 Every option that takes a YAML config (``train --config`` and ``--model``, ``simulate
 --config``, the examples' ``--config``) and every ``load_*_config`` function accepts either
 the path of an existing file or the name of a config that ships with the package, relative
-to :data:`PACKAGED_CONFIGS`: ``train_small.yaml``, ``models/srm.yaml``, ``data/poisson.yaml``,
-``inputs/published.yaml``. The source tree's former spelling, ``training/train_small.yaml``,
+to :data:`PACKAGED_CONFIGS`: ``train_small.yaml``, ``models/srm.yaml``, ``data/poisson.yaml``.
+The source tree's former spelling, ``training/train_small.yaml``,
 still finds the packaged file. :func:`resolve_config` is that one rule.
 
 A config file names other configs relative to its own folder (``model: models/srm.yaml`` in

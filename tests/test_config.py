@@ -13,7 +13,6 @@ from surrogate_cell.config import (
     resolve_config,
     resolve_reference,
 )
-from surrogate_cell.data.inputs import load_input_config
 from surrogate_cell.data.simulation import ConfigError, load_simulation_config
 from surrogate_cell.models import load_model_config
 from surrogate_cell.training.train import load_train_config
@@ -70,14 +69,12 @@ def test_a_training_config_finds_its_model_from_any_directory(elsewhere, tmp_pat
 
 def test_every_packaged_config_loads(elsewhere):
     names = packaged_config_names()
-    assert {"train_default.yaml", "models/srm.yaml", "data/default.yaml", "inputs/published.yaml"} <= set(names)
+    assert {"train_default.yaml", "models/srm.yaml", "data/default.yaml"} <= set(names)
     for name in names:
         if name.startswith("models/"):
             load_model_config(name)
         elif name.startswith("data/"):
             load_simulation_config(name)
-        elif name.startswith("inputs/"):
-            load_input_config(name)
         else:
             load_model_config(load_train_config(name).model)
 
@@ -90,7 +87,7 @@ def test_unknown_keys_name_the_file_the_valid_keys_and_a_close_match():
 
 @pytest.mark.parametrize("load, error", [
     (load_train_config, ValueError), (load_model_config, ValueError),
-    (load_simulation_config, ConfigError), (load_input_config, ValueError),
+    (load_simulation_config, ConfigError),
 ])
 def test_every_loader_rejects_unknown_keys_naming_the_file(tmp_path, load, error):
     path = tmp_path / "bad.yaml"

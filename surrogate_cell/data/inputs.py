@@ -24,13 +24,12 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import ClassVar
 
 import numpy as np
 from scipy.ndimage import gaussian_filter1d
 
-from surrogate_cell.config import dataclass_from_mapping, read_mapping, resolve_config
+from surrogate_cell.config import dataclass_from_mapping
 
 TREES: tuple[str, ...] = ("basal", "apical")
 """Dendritic trees, in the order used for the per-tree rows of diagnostics arrays."""
@@ -203,22 +202,6 @@ def input_config_to_dict(config: InputConfig) -> dict:
         value = getattr(config, field.name)
         d[field.name] = list(value) if isinstance(value, tuple) else value
     return d
-
-
-def load_input_config(path: str | Path) -> InputConfig:
-    """Read an input config from a YAML file: ``regime`` plus that regime's fields.
-
-    The same mapping sits under ``inputs:`` in the simulation (data) configs, e.g.
-    ``default.yaml``; ``published.yaml`` and ``poisson.yaml`` list each regime's defaults.
-    ``path`` is a file or a packaged config name such as ``inputs/poisson.yaml`` (see
-    :func:`surrogate_cell.config.resolve_config`).
-    """
-    path = resolve_config(path, ValueError)
-    values = read_mapping(path, ValueError)
-    try:
-        return input_config_from_dict(values)
-    except ValueError as error:
-        raise ValueError(f"{path}: {error}") from None
 
 
 # --------------------------------------------------------------------------- drawing
