@@ -21,7 +21,6 @@ from surrogate_cell.cell import (
     SurrogateCell,
     SynapseMappingError,
     SynapseMappingWarning,
-    TimeStepWarning,
     UnsupportedFeatureError,
 )
 from surrogate_cell.cells import l5pc
@@ -73,7 +72,7 @@ def checkpoint(tmp_path_factory, reference):
 
 @pytest.fixture
 def cell(checkpoint):
-    return SurrogateCell(model=checkpoint, tstop=TSTOP_MS, device="cpu")
+    return SurrogateCell(model=checkpoint, tstop=TSTOP_MS, dt=1.0, device="cpu")
 
 
 def dendrite_index(cell, kind="apic") -> int:
@@ -170,14 +169,44 @@ def test_record_potential_gives_the_segment_voltage(cell):
     np.testing.assert_array_equal(synapse.v, cell.vmem[synapse.idx])
 
 
-def test_other_time_step_warns_and_uses_one_ms(checkpoint):
-    with pytest.warns(TimeStepWarning, match="sampled every 1 ms"):
-        cell = SurrogateCell(model=checkpoint, tstop=5.0, dt=2 ** -4, device="cpu")
-    assert cell.dt == 1.0
-    cell.dt = 0.025
-    with pytest.warns(TimeStepWarning):
-        cell.simulate()
-    np.testing.assert_array_equal(cell.tvec, np.arange(6.0))
+@pytest.mark.parametrize("cell_kwargs", [dict(dt=2 ** -4, tstop=5.0), dict(dt=0.025, tstop=4.0),
+                                         dict(dt=0.5, tstop=6.5), dict(dt=2 ** -3, tstart=-20.0, tstop=3.0)],
+                         ids=["dt1/16", "dt0.025", "dt0.5", "warm-up"])
+def test_recordings_come_on_the_cells_dt_grid_as_lfpy_builds_it(checkpoint, cell_kwargs):
+    shapes = {}
+    for label, make in (("neuron", lambda: l5pc(**cell_kwargs)),
+                        ("surrogate", lambda: SurrogateCell(model=checkpoint, device="cpu", **cell_kwargs))):
+        cell = make()
+        probe = LFPy.RecExtElectrode(cell, x=np.array([50.0]), y=np.zeros(1), z=np.zeros(1))
+        cell.simulate(probes=[probe], rec_vmem=True, rec_imem=True)
+        shapes[label] = (cell.tvec.copy(), cell.somav.shape, cell.vmem.shape, cell.imem.shape, probe.data.shape)
+        del cell
+    np.testing.assert_allclose(shapes["surrogate"][0], shapes["neuron"][0], atol=1e-9)
+    assert shapes["surrogate"][1:] == shapes["neuron"][1:]
+
+
+def simulated_vmem(checkpoint, spike_times, **cell_kwargs) -> tuple[np.ndarray, np.ndarray]:
+    """(tvec, vmem) of a surrogate run with one dendritic synapse (one cell at a time, as in LFPy)."""
+    cell = SurrogateCell(model=checkpoint, device="cpu", **cell_kwargs)
+    add_synapse(cell, dendrite_index(cell), spike_times)
+    cell.simulate(rec_vmem=True)
+    return cell.tvec, cell.vmem
+
+
+def test_values_between_model_steps_are_interpolated_linearly(checkpoint):
+    _, coarse = simulated_vmem(checkpoint, [0.5, 2.0], tstop=6.0, dt=1.0)
+    _, fine = simulated_vmem(checkpoint, [0.5, 2.0], tstop=6.0, dt=0.25)
+    np.testing.assert_allclose(fine[:, ::4], coarse, atol=1e-12)
+    np.testing.assert_allclose(fine[:, 1::4], 0.75 * coarse[:, :-1] + 0.25 * coarse[:, 1:], atol=1e-12)
+
+
+def test_a_negative_tstart_is_a_warm_up_whose_input_acts(checkpoint):
+    tvec, warm = simulated_vmem(checkpoint, [-8.0, -3.0], tstart=-10.0, tstop=5.0, dt=0.25)
+    _, shifted = simulated_vmem(checkpoint, [2.0, 7.0], tstop=15.0, dt=1.0)
+    np.testing.assert_array_equal(tvec, np.arange(21) * 0.25)
+    np.testing.assert_allclose(warm[:, ::4], shifted[:, 10:], atol=1e-12)
+    with pytest.raises(SynapseMappingError, match="before tstart"):
+        simulated_vmem(checkpoint, [-12.0], tstart=-10.0, tstop=5.0, dt=0.25)
 
 
 # ------------------------------------------------------------------ synapse mapping
@@ -274,7 +303,7 @@ def test_synaptic_current_recording_is_refused(cell):
 
 def test_negative_spike_times_are_refused(cell):
     add_synapse(cell, dendrite_index(cell), [-1.0, 2.0])
-    with pytest.raises(SynapseMappingError, match="negative spike times"):
+    with pytest.raises(SynapseMappingError, match="before tstart"):
         cell.input_events()
 
 
