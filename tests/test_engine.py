@@ -82,8 +82,11 @@ def largest_relative_error(model, dtype, window: int, n_steps: int = 150, densit
 # ------------------------------------------------------------------ equality with a full recompute
 
 
+SRM_MOE_SIZES = dict(taus=(1.0, 5.0, 30.0), hidden=6, mlp_layers=2, n_experts=3, expert_hidden=4,
+                     compressor_hidden=3, spike_hidden=5, soma_segment=2, spike_threshold_z=1.5)
 REGISTERED_SIZES = {**FAMILY_SIZES, "srm": dict(taus=(1.0, 5.0, 30.0), hidden=6, mlp_layers=1, soma_segment=2,
-                                                spike_threshold_z=1.5)}
+                                                spike_threshold_z=1.5),
+                    "srm_mmoe": SRM_MOE_SIZES, "srm_mmoeex": {**SRM_MOE_SIZES, "exclusivity_fraction": 0.34}}
 """Small test sizes of every registered family: a family registered without them fails below."""
 
 

@@ -10,6 +10,7 @@ import torch
 
 from surrogate_cell.engine.free_run import FreeRun, free_run
 from surrogate_cell.engine.incremental import IncrementalStepper, MHStepper, MMoEStepper
+from surrogate_cell.engine.srm_moe_stepper import SRMMoEStepper
 from surrogate_cell.engine.srm_stepper import SRMStepper
 from surrogate_cell.engine.stepper import FullWindowStepper, SurrogateDivergedError
 from surrogate_cell.models import family_of
@@ -35,5 +36,5 @@ def make_stepper(model: torch.nn.Module, normalisation, n_cells: int,
     return family_of(model).stepper_factory()(model, normalisation, n_cells, device, dtype, **options)
 
 
-__all__ = ["FreeRun", "FullWindowStepper", "IncrementalStepper", "MHStepper", "MMoEStepper", "SRMStepper",
-           "SurrogateDivergedError", "free_run", "make_stepper"]
+__all__ = ["FreeRun", "FullWindowStepper", "IncrementalStepper", "MHStepper", "MMoEStepper", "SRMMoEStepper",
+           "SRMStepper", "SurrogateDivergedError", "free_run", "make_stepper"]

@@ -9,7 +9,10 @@ module (:mod:`surrogate_cell.models.registry`):
   events and its own somatic spikes, never its own sub-threshold voltages, so it runs free;
 - ``mh``, ``mmoe``, ``mmoeex`` (:mod:`.mh`, :mod:`.mmoe`, :mod:`.mmoeex`): the published
   multitask TCN architectures, which read their own past voltages (accurate teacher-forced,
-  they drift when run free on their own predictions).
+  they drift when run free on their own predictions);
+- ``srm_mmoe``, ``srm_mmoeex`` (:mod:`.srm_moe`): MMoE and MMoEEx trunks (experts, compressor,
+  per-task gates, exclusivity/exclusion) on the SRM's filter bank, which run free like the SRM
+  (the SRM itself is the stable MH: hard parameter sharing).
 
 Typical use::
 
@@ -34,6 +37,7 @@ from .mmoe import MMoE, MMoEConfig
 from .mmoeex import MMoEEx, MMoEExConfig, make_gate_mask
 from .registry import FAMILIES, ModelFamily, family_of, get_family, register_family
 from .srm import SRM, SRMConfig
+from .srm_moe import SRMMoE, SRMMoEConfig, SRMMoEEx, SRMMoEExConfig
 from .tcn import TCN, BlockWeights, TCNConfig, TemporalBlock
 from .towers import StackedTowers
 
@@ -84,7 +88,8 @@ def build_model_from_file(path: str | Path, **data_fields: Any) -> nn.Module:
 
 __all__ = [
     "BlockWeights", "DATA_FIELDS", "EventIndex", "FAMILIES", "MH", "MHConfig", "MMoE", "MMoEConfig",
-    "MMoEEx", "MMoEExConfig", "ModelFamily", "SRM", "SRMConfig", "StackedTowers", "SurrogateConfig", "TCN",
+    "MMoEEx", "MMoEExConfig", "ModelFamily", "SRM", "SRMConfig", "SRMMoE", "SRMMoEConfig", "SRMMoEEx",
+    "SRMMoEExConfig", "StackedTowers", "SurrogateConfig", "TCN",
     "TCNConfig", "TemporalBlock", "build_model", "build_model_from_file", "family_fields", "family_of",
     "get_family", "load_model_config", "make_gate_mask", "register_family", "split_outputs",
 ]

@@ -386,6 +386,14 @@ class SRM(nn.Module):
             self.register_buffer("section_map", section_sums(config.input_sections, config.event_channels + 1),
                                  persistent=False)
         self.subunits = DendriticSubunits(config) if config.subunit_hidden else None
+        self.build_trunk(config)
+        self.spike_jump = nn.Parameter(torch.zeros(config.n_voltage_tasks))
+
+    def build_trunk(self, config: SRMConfig) -> None:
+        """The layers after the projection: MLP, spike head and towers (hard parameter sharing).
+
+        Families on the SRM's filter bank with another trunk (:mod:`.srm_moe`) override this.
+        """
         self.mlp = nn.Sequential(*(
             layer for _ in range(config.mlp_layers)
             for layer in (member_linear(config.members, config.hidden, config.hidden), nn.ELU(),
@@ -399,7 +407,6 @@ class SRM(nn.Module):
                                if config.spike_hidden else None)
         self.towers = nn.Linear(2 * config.width,
                                 config.n_voltage_tasks if self.spike_head else config.n_tasks)
-        self.spike_jump = nn.Parameter(torch.zeros(config.n_voltage_tasks))
 
     def window_inputs(self, x: Tensor) -> Tensor:
         """(batch, n_inputs, window): the event channels and the somatic spike train."""
