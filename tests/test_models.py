@@ -10,6 +10,7 @@ import torch.nn.functional as F
 
 from surrogate_cell.config import PACKAGED_CONFIGS
 from surrogate_cell.models import (
+    FAMILIES,
     TCN,
     MMoEEx,
     StackedTowers,
@@ -97,18 +98,23 @@ def test_mmoe_forward_equals_towers_on_explicit_mixtures():
                                rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.parametrize("name", ["mh", "mmoe", "mmoeex", "mh_small", "mmoe_small", "srm"])
+SECTION_CONFIGS = ("srm_subunits", "srm_sections", "srm_sections_subunits")
+"""Model configs that need the data's sections (built by the test after the next)."""
+
+
+@pytest.mark.parametrize("name", sorted(path.stem for path in CONFIG_DIR.glob("*.yaml")
+                                        if path.stem not in SECTION_CONFIGS))
 def test_yaml_configs_build(name):
     """Every shipped YAML config loads and builds a working model."""
     family, fields = load_model_config(CONFIG_DIR / f"{name}.yaml")
-    assert family in {"mh", "mmoe", "mmoeex", "srm"}
+    assert family in FAMILIES
     model = build_model_from_file(CONFIG_DIR / f"{name}.yaml", in_channels=10, n_tasks=4,
                                   event_channels=6)
     voltage, spike = model(torch.zeros(2, 10, fields["window"]))
     assert voltage.shape == (2, 3) and spike.shape == (2,)
 
 
-@pytest.mark.parametrize("name", ["srm_subunits", "srm_sections", "srm_sections_subunits"])
+@pytest.mark.parametrize("name", SECTION_CONFIGS)
 def test_section_yaml_configs_build_with_the_sections_of_the_data(name):
     """The SRM configs that read dendritic sections build once the data's sections are given."""
     model = build_model_from_file(CONFIG_DIR / f"{name}.yaml", in_channels=10, n_tasks=4, event_channels=6,
