@@ -10,6 +10,8 @@ every voltage output equals its bias (|z| <= 1/sqrt(fan_in)): a free run stays w
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import h5py
 import LFPy
@@ -307,11 +309,49 @@ def test_negative_spike_times_are_refused(cell):
         cell.input_events()
 
 
-def test_netstim_spike_trains_are_refused(cell):
-    synapse = add_synapse(cell, dendrite_index(cell), [])
-    synapse.set_spike_times_w_netstim(number=5, interval=2.0)
-    with pytest.raises(UnsupportedFeatureError, match="set_spike_times_w_netstim"):
-        cell.simulate()
+NETSTIM_SCRIPT = """
+import json, sys
+import LFPy
+from neuron import h
+from surrogate_cell import SurrogateCell
+from surrogate_cell.cells import l5pc
+cell = l5pc(tstop=200.0) if sys.argv[1] == "neuron" else SurrogateCell(model=sys.argv[1], tstop=200.0)
+settings = [("AMPANMDA", 300.0, dict(noise=1.0, start=10.0, number=20, interval=8.0, seed=3)),
+            ("GABAA", 600.0, dict(noise=0.5, start=0.0, number=5, interval=20.0, seed=4)),
+            ("AMPANMDA", 200.0, None)]
+recorders, connections = [], []
+for syntype, z, netstim in settings:
+    synapse = LFPy.Synapse(cell, idx=cell.get_closest_idx(z=z, section="apic"), syntype=syntype, weight=1.0)
+    if netstim is None:
+        synapse.set_spike_times(__import__("numpy").array([5.0, 50.0]))
+    else:
+        synapse.set_spike_times_w_netstim(**netstim)
+if sys.argv[1] == "neuron":
+    for netstim in cell._hoc_netstimlist:
+        recorders.append(h.Vector())
+        connections.append(h.NetCon(netstim, None))
+        connections[-1].record(recorders[-1])
+    cell.simulate()
+    trains = [list(times) for times in recorders[:2]] + [[5.0, 50.0]]
+else:
+    trains = [list(times) for times in cell.input_spike_times()]
+print("TRAINS", json.dumps(trains))
+"""
+
+
+def spike_trains_of_script(which: str) -> list:
+    result = subprocess.run([sys.executable, "-c", NETSTIM_SCRIPT, which], capture_output=True, text=True,
+                            timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    return json.loads(result.stdout.split("TRAINS", 1)[1])
+
+
+@pytest.mark.neuron
+def test_netstim_spike_trains_are_the_ones_neuron_gives(checkpoint):
+    expected, got = spike_trains_of_script("neuron"), spike_trains_of_script(str(checkpoint))
+    assert len(expected[0]) > 5 and len(expected[1]) > 2  # the noisy trains did fire
+    for times_neuron, times_surrogate in zip(expected, got):
+        np.testing.assert_allclose(times_surrogate, times_neuron, atol=1e-9)
 
 
 # ------------------------------------------------------------------ refusals
