@@ -18,6 +18,10 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+NETCON_DELAY_MS = 1.0
+"""NEURON's default NetCon delay: LFPy's NetStim-to-synapse NetCons keep it, so a NetStim spike at
+``t`` acts at ``t + 1`` ms."""
+
 _GENERATOR = """
 import json, sys
 from neuron import h

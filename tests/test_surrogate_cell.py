@@ -31,6 +31,7 @@ from surrogate_cell.checkpoint import CheckpointError, save_untrained_checkpoint
 from surrogate_cell.device import DeviceError, select_device
 from surrogate_cell.engine import FullWindowStepper
 from surrogate_cell.spikes import upward_crossing_times
+from surrogate_cell.synapses import as_recorded_by_neuron, synapse_kinetics, synaptic_current_na
 
 pytestmark = pytest.mark.neuron  # SurrogateCell builds its LFPy/NEURON geometry
 
@@ -298,9 +299,37 @@ def test_synapses_the_model_never_saw_are_refused(cell, syntype, kwargs, on_soma
         add_synapse(cell, idx, [2.0], syntype=syntype, **kwargs)
 
 
-def test_synaptic_current_recording_is_refused(cell):
+@pytest.mark.neuron
+@pytest.mark.parametrize("syntype, weight, kwargs", [
+    ("AMPANMDA", 1.0, {}), ("GABAA", 1.0, {}), ("ExpSyn", 0.004, dict(e=0.0, tau=2.0)),
+    ("Exp2Syn", 0.003, dict(e=-80.0, tau1=0.5, tau2=5.0))])
+def test_synaptic_currents_follow_neurons_kinetics(syntype, weight, kwargs):
+    """The current formula, fed NEURON's own segment voltage, gives NEURON's recorded current."""
+    cell = l5pc(tstop=80.0, dt=2 ** -5)
+    times = np.array([5.0, 12.3, 12.9, 40.0])
+    synapse = LFPy.Synapse(cell, idx=cell.get_closest_idx(z=400.0, section="apic"), syntype=syntype,
+                           weight=weight, record_current=True, record_potential=True, **kwargs)
+    synapse.set_spike_times(times)
+    mechanism = cell._hoc_synlist[0]
+    parameters = {name: getattr(mechanism, name) for name in dir(mechanism)
+                  if not name.startswith("_") and isinstance(getattr(mechanism, name), float)}
+    del mechanism  # no reference may outlive the cell's sections
+    cell.simulate()
+    expected = as_recorded_by_neuron(
+        synaptic_current_na(synapse_kinetics(syntype, parameters), times, weight, cell.tvec, synapse.v))
+    assert np.abs(synapse.i).max() > 1e-4
+    # NEURON evaluates v on its staggered fixed-step grid: within a few % of the peak current
+    assert np.abs(expected - synapse.i).max() <= 0.04 * np.abs(synapse.i).max()
+    cell.strip_hoc_objects()
+
+
+def test_synaptic_currents_are_recorded_on_tvec(cell):
+    synapse = add_synapse(cell, dendrite_index(cell), [3.0, 9.0], record_current=True)
+    cell.simulate()
+    assert synapse.i.shape == cell.tvec.shape
+    assert np.all(synapse.i[cell.tvec < 3.0] == 0.0) and synapse.i[cell.tvec > 4.0].min() < 0.0  # inward
     with pytest.raises(UnsupportedFeatureError, match="record_current"):
-        LFPy.Synapse(cell, idx=dendrite_index(cell), syntype="AMPANMDA", weight=1.0, record_current=True)
+        LFPy.Synapse(cell, idx=dendrite_index(cell), syntype="AlphaSynapse", e=0.0, weight=1.0, record_current=True)
 
 
 def test_negative_spike_times_are_refused(cell):
@@ -332,7 +361,7 @@ if sys.argv[1] == "neuron":
         connections.append(h.NetCon(netstim, None))
         connections[-1].record(recorders[-1])
     cell.simulate()
-    trains = [list(times) for times in recorders[:2]] + [[5.0, 50.0]]
+    trains = [list(1.0 + times.as_numpy()) for times in recorders[:2]] + [[5.0, 50.0]]  # NetCon delay 1 ms
 else:
     trains = [list(times) for times in cell.input_spike_times()]
 print("TRAINS", json.dumps(trains))
