@@ -171,3 +171,10 @@ def test_morphology_without_apical_dendrite_is_a_clear_error(tmp_path):
 def test_builder_owned_arguments_are_refused():
     with pytest.raises(TypeError, match="nsegs_method"):
         l5pc(nsegs_method="lambda100")
+
+
+def test_time_arguments_lfpy_refuses_get_one_clear_error():
+    with pytest.raises(ValueError, match=r"dt = 2\*\*-k"):
+        l5pc(tstart=-10.0, dt=0.5)
+    with pytest.raises(ValueError, match="tstart must be <= 0"):
+        l5pc(tstart=5.0)

@@ -57,6 +57,18 @@ def _check_cell_kwargs(cell_kwargs: dict) -> None:
             f"{'it' if len(owned) == 1 else 'them'} from the call (change the mechanisms or "
             f"surrogate_cell.cells.biophysics.HayBiophysics instead)."
         )
+    _check_time_kwargs(float(cell_kwargs.get("tstart", 0.0)), float(cell_kwargs.get("dt", CELL_DEFAULTS["dt"])))
+
+
+def _check_time_kwargs(tstart: float, dt: float) -> None:
+    """LFPy's rules on ``tstart`` and ``dt``, as one clear error instead of its bare assertions."""
+    if tstart > 0:
+        raise ValueError(f"tstart must be <= 0 ms (a negative tstart is a warm-up), got {tstart}.")
+    if not dt > 0:
+        raise ValueError(f"dt must be positive, got {dt} ms.")
+    if tstart < 0 and dt not in 2.0 ** np.arange(-16, -1):
+        raise ValueError(f"With tstart < 0 LFPy needs dt = 2**-k ms (k = 2..16, e.g. 0.125 or 0.03125), "
+                         f"got dt = {dt}; choose such a dt or tstart = 0.")
 
 
 def _sections_by_kind(sections, path: Path) -> dict:
