@@ -1,4 +1,4 @@
-"""Calibrate an SRM's all-or-none spike output on validation simulations.
+"""Calibrate the all-or-none spike output of an SRM (or of a stable MMoE/MMoEEx) on validation simulations.
 
 A spike task trained with cross-entropy at the data's own rate (~1 spike/s, one target in a
 thousand) rarely reaches probability 0.5, so the default logit threshold 0 predicts almost no
@@ -42,7 +42,7 @@ from surrogate_cell.datasets.windows import (
     spike_targets_of,
 )
 from surrogate_cell.engine import make_stepper
-from surrogate_cell.models import family_of
+from surrogate_cell.models import FAMILIES, family_of
 from surrogate_cell.spikes import SPIKE_TOLERANCE_MS, spike_scores
 from surrogate_cell.training.evaluate import (
     free_run_from_data,
@@ -211,8 +211,9 @@ def calibrate_checkpoint(path: str | Path, data_path: str | Path | None = None,
     """
     model, normalisation, meta, payload = load_checkpoint(path)
     if not family_of(model).calibrates_spikes:
-        raise CheckpointError(f"{path} holds a {meta['family']} model; only SRM models have an "
-                              "all-or-none spike output to calibrate.")
+        calibrated = sorted(name for name, family in FAMILIES.items() if family.calibrates_spikes)
+        raise CheckpointError(f"{path} holds a {meta['family']} model; only SRM-based models (families "
+                              f"{', '.join(calibrated)}) have an all-or-none spike output to calibrate.")
     raw, labels = validation_raw(meta, path, data_path, progress)
     data = build_window_data(raw, normalisation, model.config.window, labels)
     summary = calibrate_model(model, data, raw.spike_times, normalisation, meta["cell"].get("spike_threshold_mv"),

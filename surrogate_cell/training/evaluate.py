@@ -2,13 +2,15 @@
 
 Reports teacher-forced voltage RMSE (mV) overall and per section type, free-running RMSE from
 a true 100 ms history, somatic spike precision/recall/F1 (±3 ms) from the soma-voltage
-threshold, spike-task AUC and, for MMoE/MMoEEx, expert diversity. Saves ``metrics.json`` and
-figures (per-compartment error by section, voltage rasters, soma traces).
+threshold, spike-task AUC and, for families with experts (MMoE, MMoEEx and their stable forms
+``srm_mmoe``, ``srm_mmoeex``), expert and gate diversity and gate usage
+(:mod:`surrogate_cell.training.diversity`; a warning when the gates have collapsed onto one
+expert). Works for every registered family. Saves ``metrics.json`` and figures
+(per-compartment error by section, voltage rasters, soma traces).
 """
 
 from __future__ import annotations
 
-import itertools
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,6 +43,12 @@ from surrogate_cell.spikes import (
     spike_scores,
     upward_crossing_times,
 )
+from surrogate_cell.training.diversity import (
+    collapse_message,
+    mixture_diagnostics,
+    warn_if_collapsed,
+)
+from surrogate_cell.training.diversity import permanent as permanent  # re-exported (used to live here)
 
 
 @dataclass
@@ -146,35 +154,27 @@ def roc_auc(labels: np.ndarray, scores: np.ndarray) -> float:
     return float((ranks[labels].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
 
 
-def permanent(matrix: np.ndarray) -> float:
-    """Permanent of a small square matrix (Ryser's formula; fine for a handful of experts)."""
-    n = matrix.shape[0]
-    total = 0.0
-    for size in range(1, n + 1):
-        for columns in itertools.combinations(range(n), size):
-            total += (-1) ** size * np.prod(matrix[:, columns].sum(axis=1))
-    return float((-1) ** n * total)
-
-
 @torch.no_grad()
-def expert_diversity(model, data: WindowData, n_windows: int = 512) -> dict | None:
-    """Diversity of MMoE experts on held-out windows (MMoEEx paper's measure).
+def expert_diversity(model, data: WindowData, n_windows: int = 512) -> dict:
+    """Expert diversity, gate diversity and gate usage on ``n_windows`` held-out windows.
 
-    ``D[i, j]`` is the mean Euclidean distance between experts ``i`` and ``j``'s outputs, scaled
-    to [0, 1] by its largest entry; reported: the mean off-diagonal distance (score), and the
-    determinant and permanent of ``D``.
+    See :func:`surrogate_cell.training.diversity.mixture_diagnostics`; a ``UserWarning`` says
+    when the gates have collapsed onto one expert.
+
+    Returns
+    -------
+    dict
+        ``expert_diversity``, ``gate_diversity`` and ``gate_usage`` (each None for a family
+        without experts).
     """
     if not family_of(model).has_experts:
-        return None
+        return {"expert_diversity": None, "gate_diversity": None, "gate_usage": None}
     sims, times = data.target_positions()
     picks = np.random.default_rng(0).permutation(sims.size)[:n_windows]
     batch = data.gather(sims[picks], times[picks])
-    _, experts = model.gates_and_experts(model_input(batch[0], batch[1]))
-    distances = torch.cdist(experts.transpose(0, 1), experts.transpose(0, 1)).mean(dim=1).double()
-    distances = (distances / distances.max()).numpy()
-    n = distances.shape[0]
-    return {"score": float(distances[~np.eye(n, dtype=bool)].mean()),
-            "determinant": float(np.linalg.det(distances)), "permanent": permanent(distances)}
+    diagnostics = mixture_diagnostics(model, model_input(batch[0], batch[1]))
+    warn_if_collapsed(diagnostics, "on the held-out windows")
+    return diagnostics
 
 
 def soma_spike_trains(soma_mv: np.ndarray, threshold: float, t0: float) -> list[np.ndarray]:
@@ -197,7 +197,8 @@ def evaluate(config: EvaluationConfig) -> dict:
         ``free_running_rmse_mv`` (mV, overall and per section type), ``free_running_ms``,
         ``spikes`` (somatic spike precision, recall, F1 within ±3 ms, counts and the threshold
         in mV), ``spike_task_auc``, ``free_running_diverged_at_ms`` (None if the free runs
-        stayed in range), ``expert_diversity`` (MMoE/MMoEEx, else None),
+        stayed in range), ``expert_diversity``, ``gate_diversity`` and ``gate_usage`` (families
+        with experts, else None; see :func:`expert_diversity`),
         ``per_segment_teacher_forced_rmse_mv`` and the simulations used.
 
     Raises
@@ -256,7 +257,7 @@ def evaluate(config: EvaluationConfig) -> dict:
         "spikes": {**spike_scores(true_in_window, predicted), "threshold_mv": threshold},
         "spike_task_auc": roc_auc(data.spikes[:, data.window:].numpy().ravel(), tf_logits.numpy().ravel()),
         "free_running_diverged_at_ms": diverged_at,
-        "expert_diversity": expert_diversity(model, data),
+        **expert_diversity(model, data),
         "per_segment_teacher_forced_rmse_mv": np.sqrt((tf_error ** 2).mean(axis=(0, 1))).tolist(),
     }
     out_dir = Path(config.out_dir)
@@ -285,11 +286,21 @@ def format_report(metrics: dict) -> str:
              f"precision {spikes['precision']:.2f} recall {spikes['recall']:.2f} F1 {spikes['f1']:.2f} "
              f"({spikes['n_true']} true, {spikes['n_predicted']} predicted)",
              f"spike-task AUC: {metrics['spike_task_auc']:.3f}"]
-    if metrics["expert_diversity"]:
-        d = metrics["expert_diversity"]
-        lines.append(f"expert diversity: score {d['score']:.3f} det {d['determinant']:.3g} "
-                     f"permanent {d['permanent']:.3g}")
-    return "\n".join(lines)
+    return "\n".join(lines + mixture_report_lines(metrics))
+
+
+def mixture_report_lines(metrics: dict) -> list[str]:
+    """Lines on expert and gate diversity and gate usage (none for a family without experts)."""
+    lines = [f"{kind} diversity: score {d['score']:.3f} det {d['determinant']:.3g} permanent {d['permanent']:.3g}"
+             for kind, d in (("expert", metrics.get("expert_diversity")), ("gate", metrics.get("gate_diversity")))
+             if d]
+    usage = metrics.get("gate_usage")
+    if usage:
+        shares = " ".join(f"{share:.2f}" for share in usage["expert_share"])
+        lines.append(f"gate weight per expert: {shares} (normalised entropy {usage['normalised_entropy']:.2f})")
+        collapsed = collapse_message(metrics, "on the held-out windows")
+        lines += [f"warning: {collapsed}"] if collapsed else []
+    return lines
 
 
 # --------------------------------------------------------------------------- command line

@@ -12,7 +12,11 @@ gradients) and unrolling ``rollout_steps`` milliseconds on the model's own predi
 ``val_free_ms`` > 0 the best checkpoint is the one with the lowest free-running validation
 RMSE. Runs on one process or under ``torchrun``
 (DistributedDataParallel, gloo on CPU, NCCL on GPU); rank 0 writes checkpoints (``best.pt``,
-``last.pt``) and ``metrics.csv``.
+``last.pt``) and ``metrics.csv``: at every evaluation the training and validation losses, also
+per section type of the cell (and of the spike task), the LBTW task weights per section type
+(with ``lbtw_alpha > 0``), and for families with experts the diversity of the experts and
+gates and every expert's share of the gate weight (:mod:`surrogate_cell.training.diversity`;
+a warning when the gates collapse onto one expert).
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ import math
 import os
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -62,6 +67,15 @@ from surrogate_cell.models.base import model_input
 from surrogate_cell.models.normalisation import Normalisation
 from surrogate_cell.outputs import writable_folder
 from surrogate_cell.spikes import best_crossing_threshold
+from surrogate_cell.training.diversity import (
+    diagnostic_columns,
+    flat_diagnostics,
+    mixture_diagnostics,
+    warn_if_collapsed,
+)
+
+DIVERSITY_WINDOWS = 256
+"""Validation windows on which the experts' and gates' diversity is measured at each evaluation."""
 
 
 @dataclass
@@ -230,6 +244,8 @@ class LossBalancer:
         self.alpha = alpha
         self.spike_weight = spike_weight
         self.initial: torch.Tensor | None = None
+        self.latest: torch.Tensor | None = None
+        """The task weights of the last :meth:`combine` (for the metrics log)."""
 
     def start_period(self) -> None:
         """Forget the reference losses: the next batch sets them."""
@@ -245,8 +261,68 @@ class LossBalancer:
 
     def combine(self, losses: torch.Tensor) -> torch.Tensor:
         """Scalar loss: weighted mean voltage loss + spike weight x weighted spike loss."""
-        weighted = self.weights(losses) * losses
+        self.latest = self.weights(losses)
+        weighted = self.latest * losses
         return weighted[:-1].mean() + self.spike_weight * weighted[-1]
+
+
+def section_type_means(section_types: Sequence[str]) -> tuple[list[str], torch.Tensor]:
+    """The section types in order of first appearance, and the (n_types, n_segments) matrix that
+    averages per-segment values over the segments of each type."""
+    types = [str(kind) for kind in section_types]
+    names = list(dict.fromkeys(types))
+    matrix = torch.zeros(len(names), len(types), dtype=torch.float64)
+    matrix[[names.index(kind) for kind in types], torch.arange(len(types))] = 1.0
+    return names, matrix / matrix.sum(dim=1, keepdim=True)
+
+
+class TaskLog:
+    """Per-task values of the metrics log, reported per section type of the cell and for the spike task.
+
+    Training losses and LBTW weights are summed over the steps of an evaluation period
+    (:meth:`add`) and reported as period means; validation losses are reported as given.
+    """
+
+    def __init__(self, section_types: Sequence[str], lbtw: bool):
+        """``section_types``: one per segment (voltage task); ``lbtw``: also log the task weights."""
+        self.names, self.means = section_type_means(section_types)
+        self.lbtw = lbtw
+        self.start_period()
+
+    def start_period(self) -> None:
+        """Forget the sums of the last period."""
+        self.losses, self.weights, self.steps = None, None, 0
+
+    def add(self, losses: torch.Tensor, weights: torch.Tensor | None) -> None:
+        """Add one step's per-task losses and task weights (n_tasks,) (no copy to the host: no sync)."""
+        losses = losses.detach()
+        self.losses = losses if self.losses is None else self.losses + losses
+        if self.lbtw and weights is not None:
+            self.weights = weights if self.weights is None else self.weights + weights
+        self.steps += 1
+
+    def columns(self) -> tuple[str, ...]:
+        """The metrics.csv columns this log fills."""
+        kinds = ("train_loss", "val_loss") + (("lbtw_weight",) if self.lbtw else ())
+        return tuple(f"{kind}_{name}" for kind in kinds for name in (*self.names, "spike"))
+
+    def per_type(self, values: torch.Tensor | None, prefix: str) -> dict[str, float]:
+        """``{prefix}_{type}``: per-task ``values`` (n_tasks,) averaged per section type, and the spike task's."""
+        if values is None:
+            return {f"{prefix}_{name}": float("nan") for name in (*self.names, "spike")}
+        values = values.detach().double().cpu()
+        means = self.means @ values[:-1]
+        return {**{f"{prefix}_{name}": float(v) for name, v in zip(self.names, means)},
+                f"{prefix}_spike": float(values[-1])}
+
+    def period_row(self, validation_losses: torch.Tensor) -> dict[str, float]:
+        """This period's mean training losses (and LBTW weights) and ``validation_losses`` (n_tasks,), per type."""
+        steps = max(self.steps, 1)
+        row = {**self.per_type(None if self.losses is None else self.losses / steps, "train_loss"),
+               **self.per_type(validation_losses, "val_loss")}
+        if self.lbtw:
+            row.update(self.per_type(None if self.weights is None else self.weights / steps, "lbtw_weight"))
+        return row
 
 
 # --------------------------------------------------------------------------- setup
@@ -485,9 +561,13 @@ def validation_positions(data: WindowData, count: int, seed: int):
 @torch.no_grad()
 def validate(model, data: WindowData, positions, normalisation: Normalisation, device,
              batch_size: int = 256) -> dict:
-    """Teacher-forced validation: z-unit voltage MSE, RMSE in mV, spike BCE."""
+    """Teacher-forced validation: z-unit voltage MSE, RMSE in mV, spike BCE.
+
+    Returns ``val_loss``, ``val_rmse_mv`` and ``val_task_losses``: every task's loss (n_tasks,),
+    the voltage MSE (z units) of every segment, then the spike BCE.
+    """
     model.eval()
-    squared_mv, losses, count = 0.0, 0.0, 0
+    squared_mv, losses, count, task_sums = 0.0, 0.0, 0, 0.0
     for start in range(0, positions[0].size, batch_size):
         sims, times = positions[0][start:start + batch_size], positions[1][start:start + batch_size]
         events, history, targets, spikes = (t.to(device) for t in data.gather(sims, times))
@@ -496,10 +576,12 @@ def validate(model, data: WindowData, positions, normalisation: Normalisation, d
         error_mv = (voltage.float() - targets[:, 0]) * torch.as_tensor(normalisation.std, device=device)
         squared_mv += float((error_mv ** 2).sum())
         losses += float(per_task[:-1].mean() + per_task[-1]) * sims.size
+        task_sums = task_sums + per_task.double().cpu() * sims.size
         count += sims.size
     model.train()
     return {"val_loss": losses / count,
-            "val_rmse_mv": (squared_mv / (count * data.n_segments)) ** 0.5}
+            "val_rmse_mv": (squared_mv / (count * data.n_segments)) ** 0.5,
+            "val_task_losses": task_sums / count}
 
 
 @torch.no_grad()
@@ -584,13 +666,16 @@ class MetricsLog:
     A resumed run continues the file of the run it resumes, first dropping the rows of steps
     after ``resumed_step`` (evaluations of a session killed before it saved ``last.pt``, which
     the resumed run repeats), so every step has one row. A new run in a folder that holds an
-    older ``metrics.csv`` sets that file aside as ``metrics.<n>.csv``.
+    older ``metrics.csv`` sets that file aside as ``metrics.<n>.csv``. ``extra_fields`` are
+    columns after :attr:`FIELDS` (per-section-type losses, LBTW weights, diversity); a resumed
+    file with other columns is rewritten with these (values it lacks left empty).
     """
 
     FIELDS = ("step", "train_loss", "val_loss", "val_rmse_mv", "val_free_rmse_mv", "elapsed_s")
 
-    def __init__(self, out_dir: Path, resumed_step: int | None = None):
+    def __init__(self, out_dir: Path, resumed_step: int | None = None, extra_fields: Sequence[str] = ()):
         out_dir.mkdir(parents=True, exist_ok=True)
+        self.fields = self.FIELDS + tuple(extra_fields)
         self.path = out_dir / "metrics.csv"
         self.set_aside = None
         if self.path.exists() and resumed_step is not None:
@@ -598,7 +683,7 @@ class MetricsLog:
         elif self.path.exists() and len(self.path.read_text().splitlines()) > 1:
             self.set_aside = _set_aside(self.path)
         if resumed_step is None or not self.path.exists():
-            self.path.write_text(",".join(self.FIELDS) + "\n")
+            self.path.write_text(",".join(self.fields) + "\n")
         try:
             from torch.utils.tensorboard import SummaryWriter
             self.tensorboard = SummaryWriter(str(out_dir / "tensorboard"))
@@ -606,22 +691,28 @@ class MetricsLog:
             self.tensorboard = None
 
     def _drop_rows_after(self, step: int) -> None:
-        """Rewrite the file (atomically) without rows of steps after ``step`` or torn rows."""
+        """Rewrite the file (atomically) without rows of steps after ``step`` or torn rows, and
+        with this log's columns."""
         result = _rows_up_to(self.path, step)
-        if result is None or not result[1]:
+        if result is None:
             return
+        (header, *rows), dropped = result
+        if not dropped and tuple(header) == self.fields:
+            return
+        rows = [[dict(zip(header, row)).get(name, "") for name in self.fields] for row in rows]
         temporary = self.path.with_name(f".{self.path.name}.tmp{os.getpid()}")
         with temporary.open("w", newline="") as handle:
-            csv.writer(handle).writerows(result[0])
+            csv.writer(handle).writerows([self.fields, *rows])
         os.replace(temporary, self.path)
 
     def write(self, row: dict) -> None:
         """Add one row."""
         with self.path.open("a", newline="") as handle:
-            csv.writer(handle).writerow([row[name] for name in self.FIELDS])
+            csv.writer(handle).writerow([row.get(name, "") for name in self.fields])
         if self.tensorboard is not None:
-            for name in self.FIELDS[1:-1]:
-                self.tensorboard.add_scalar(name, row[name], row["step"])
+            for name in self.fields[1:]:
+                if name != "elapsed_s" and isinstance(row.get(name), (int, float)):
+                    self.tensorboard.add_scalar(name, row[name], row["step"])
 
 
 # --------------------------------------------------------------------------- main loop
@@ -663,6 +754,8 @@ class Trainer:
                                        np.random.default_rng([config.weight_seed, self.rank]),
                                        lead=config.free_lead_ms)
         self.balancer = LossBalancer(config.lbtw_alpha, config.spike_loss_weight)
+        self.task_log = TaskLog(self.data.cell_meta["section_types"], lbtw=config.lbtw_alpha > 0)
+        self.has_experts = get_family(family).has_experts
         self.val_positions = validation_positions(self.data.validation, config.val_windows, config.seed)
         self.progress = Progress()
         if config.init_from:
@@ -743,6 +836,7 @@ class Trainer:
                                           drift_std=self.config.history_drift_std,
                                           normalisation=self.data.normalisation)
         loss = self.balancer.combine(losses)
+        self.task_log.add(losses, self.balancer.latest)
         for group in self.optimizer.param_groups:
             group["lr"] = self.config.learning_rate(self.progress.step)
         self.optimizer.zero_grad(set_to_none=True)
@@ -755,6 +849,7 @@ class Trainer:
         self.progress.elapsed_s = time.perf_counter() - started
         scores = validate(self.model, self.data.validation, self.val_positions,
                           self.data.normalisation, self.device)
+        per_task = scores.pop("val_task_losses")
         scores["val_free_rmse_mv"] = float("nan")
         criterion = scores["val_loss"]
         if self.config.val_free_ms:
@@ -771,13 +866,32 @@ class Trainer:
             self.progress.evals_without_improvement += 1
         if self.rank == 0:
             log.write({"step": self.progress.step, "train_loss": train_loss,
-                       "elapsed_s": round(self.progress.elapsed_s, 2), **scores})
+                       "elapsed_s": round(self.progress.elapsed_s, 2), **scores,
+                       **self.task_log.period_row(per_task), **self._mixture_metrics()})
             if improved:
                 save_checkpoint(self.out_dir / "best.pt", self.model, self.meta(), self.data.normalisation)
             state = _training_state(self.optimizer, self.progress, self.sampler, self.balancer)
             save_checkpoint(self.out_dir / "last.pt", self.model, self.meta(), self.data.normalisation, state)
             self.saved_step = self.progress.step
         return self.progress.evals_without_improvement >= self.config.patience
+
+    def metric_columns(self) -> tuple[str, ...]:
+        """The metrics.csv columns after :attr:`MetricsLog.FIELDS`: per-section-type losses, LBTW
+        weights (``lbtw_alpha > 0``) and, for families with experts, their diversity and gate usage."""
+        experts = diagnostic_columns(self.model.config.n_experts) if self.has_experts else ()
+        return self.task_log.columns() + experts
+
+    def _mixture_metrics(self) -> dict[str, float]:
+        """Expert and gate diversity and gate usage on the first validation windows (families with
+        experts; else nothing); a warning when the gates have collapsed onto one expert."""
+        if not self.has_experts:
+            return {}
+        count = min(DIVERSITY_WINDOWS, self.val_positions[0].size)
+        events, history, _, _ = (t.to(self.device) for t in
+                                 self.data.validation.gather(*(p[:count] for p in self.val_positions)))
+        diagnostics = mixture_diagnostics(self.model, model_input(events, history))
+        warn_if_collapsed(diagnostics, f"at step {self.progress.step}")
+        return flat_diagnostics(diagnostics)
 
     def _diverged(self, loss: float) -> TrainingDivergedError:
         """The error for a non-finite training loss at the current step."""
@@ -794,7 +908,7 @@ class Trainer:
 
     def run(self) -> Progress:
         """Train until ``max_steps`` or early stopping; returns the final counters."""
-        log = MetricsLog(self.out_dir, self.resumed_step) if self.rank == 0 else None
+        log = MetricsLog(self.out_dir, self.resumed_step, self.metric_columns()) if self.rank == 0 else None
         if log is not None and log.set_aside is not None:
             print(f"note: {log.path} of an earlier run (without last.pt) was moved to {log.set_aside}",
                   file=sys.stderr)
@@ -817,6 +931,7 @@ class Trainer:
                 if self._evaluate_and_save(float(np.mean(running)), started, log):
                     break
                 running = []
+                self.task_log.start_period()
         bar.close()
         return self.progress
 
