@@ -19,11 +19,15 @@ def select_device(device: str | torch.device | None = None) -> torch.device:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
         chosen = torch.device(device)
-    except (RuntimeError, TypeError) as error:
-        raise DeviceError(f"device={device!r} is not a torch device ({error}).") from None
+    except (RuntimeError, TypeError):
+        raise DeviceError(f"device={device!r} is not a torch device; use 'cpu' or 'cuda' "
+                          "(or 'cuda:<index>').") from None
     if chosen.type == "cuda" and not torch.cuda.is_available():
         raise DeviceError(f"device={device!r} was requested but CUDA is not available in this "
                           "torch installation; use device='cpu' or leave device unset.")
+    if chosen.type == "cuda" and chosen.index is not None and chosen.index >= torch.cuda.device_count():
+        raise DeviceError(f"device={device!r} was requested but there are only "
+                          f"{torch.cuda.device_count()} CUDA device(s) (cuda:0 ...); choose one of them.")
     return chosen
 
 

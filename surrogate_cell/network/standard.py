@@ -10,13 +10,31 @@ import LFPy
 import numpy as np
 import torch
 
-from surrogate_cell.data.inputs import PoissonInputConfig
-from surrogate_cell.network.config import Connection, PoissonDrive, Population, Probe
+from surrogate_cell.network.config import (
+    Connection,
+    NetworkConfigError,
+    PoissonDrive,
+    Population,
+    Probe,
+)
 from surrogate_cell.network.connectivity import stream_rng
 from surrogate_cell.network.network import SurrogateNetwork
 from surrogate_cell.network.placement import cylinder_positions, z_rotations
 
 PLACEMENT_STREAM = 3
+
+DEFAULT_EXC_RATE_HZ = 12.5
+"""Default Poisson rate (Hz) of every excitatory input channel: the project's Poisson regime.
+
+The same value as the data generation's ``PoissonInputConfig.exc_rate_hz`` (the published
+regime's mean input spread over the dendritic segments); kept here so that the runtime never
+imports data generation (``tests/test_network.py`` checks the two agree)."""
+
+DEFAULT_INH_RATE_HZ = 10.0
+"""Default Poisson rate (Hz) of every inhibitory input channel (see :data:`DEFAULT_EXC_RATE_HZ`)."""
+
+MIN_CELLS = 2
+"""The standard network has both populations, so at least one excitatory and one inhibitory cell."""
 
 
 @dataclass(frozen=True)
@@ -28,6 +46,13 @@ class RecurrentNetworkConfig:
     cell's synapses receive Poisson drive at ``exc_rate_hz`` / ``inh_rate_hz`` (default: the
     project's Poisson regime, which matches the training input's mean). Probes: an electrode
     column of ``n_contacts`` on the cylinder axis and the current dipole moment.
+
+    Raises
+    ------
+    NetworkConfigError
+        For fewer than 2 cells (the network has an excitatory and an inhibitory population),
+        a probability or fraction outside [0, 1], rates outside [0, 1000] Hz, or fewer than
+        one synapse per connection or contact.
     """
 
     n_cells: int = 30
@@ -36,17 +61,47 @@ class RecurrentNetworkConfig:
     synapses_per_connection: int = 5
     delay_ms: float = 1.5
     delay_std_ms: float = 0.5
-    exc_rate_hz: float = PoissonInputConfig.exc_rate_hz
-    inh_rate_hz: float = PoissonInputConfig.inh_rate_hz
+    exc_rate_hz: float = DEFAULT_EXC_RATE_HZ
+    inh_rate_hz: float = DEFAULT_INH_RATE_HZ
     radius_um: float = 200.0
     z_range_um: tuple[float, float] = (-50.0, 50.0)
     n_contacts: int = 8
     spike_threshold_mv: float | None = None
 
+    def __post_init__(self) -> None:
+        _check_whole(self.n_cells, "n_cells", MIN_CELLS,
+                     "one excitatory and one inhibitory cell at least")
+        _check_whole(self.synapses_per_connection, "synapses_per_connection", 1, "")
+        _check_whole(self.n_contacts, "n_contacts", 1, "")
+        _check_range(self.connection_probability, "connection_probability", 0.0, 1.0)
+        _check_range(self.inhibitory_fraction, "inhibitory_fraction", 0.0, 1.0)
+        _check_range(self.exc_rate_hz, "exc_rate_hz", 0.0, 1000.0)
+        _check_range(self.inh_rate_hz, "inh_rate_hz", 0.0, 1000.0)
+        if self.n_inhibitory >= self.n_cells:
+            raise NetworkConfigError(
+                f"RecurrentNetworkConfig: inhibitory_fraction {self.inhibitory_fraction} of "
+                f"{self.n_cells} cells leaves no excitatory cell; lower inhibitory_fraction or "
+                "give more cells.")
+
     @property
     def n_inhibitory(self) -> int:
         """Number of inhibitory cells (at least one)."""
         return max(1, int(round(self.inhibitory_fraction * self.n_cells)))
+
+
+def _check_whole(value, name: str, minimum: int, why: str) -> None:
+    """Refuse ``value`` unless it is a whole number >= ``minimum`` (:class:`NetworkConfigError`)."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        reason = f" ({why})" if why else ""
+        raise NetworkConfigError(f"RecurrentNetworkConfig: {name} must be a whole number >= {minimum}"
+                                 f"{reason}, got {value!r}.")
+
+
+def _check_range(value, name: str, low: float, high: float) -> None:
+    """Refuse ``value`` unless it is a number in ``[low, high]`` (:class:`NetworkConfigError`)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.number)) or not low <= value <= high:
+        raise NetworkConfigError(f"RecurrentNetworkConfig: {name} must be a number in [{low:g}, {high:g}], "
+                                 f"got {value!r}.")
 
 
 def electrode_column(n_contacts: int) -> dict:

@@ -45,6 +45,9 @@ class CellTemplate:
     def __init__(self, model: str | os.PathLike, cell_kwargs: dict, label: str):
         self.model_path = resolve_model(model)
         self.cell_kwargs = dict(cell_kwargs)
+        # read first: an unreadable or foreign file is reported as such (CheckpointError), not
+        # as cells that do not match it
+        self.model, self.normalisation, _, _ = load_checkpoint(self.model_path)
         try:
             self.cell = SurrogateCell(model=self.model_path, device="cpu",
                                       **{"tstop": TEMPLATE_TSTOP_MS, **cell_kwargs})
@@ -57,7 +60,6 @@ class CellTemplate:
         if self.cell.pt3d:
             raise PopulationMismatchError(f"{label}: cells built with pt3d=True are not supported; "
                                           "leave pt3d at its default (False).")
-        self.model, self.normalisation, _, _ = load_checkpoint(self.model_path)
         self.vmem_to_imem = self.cell.get_vmem_to_imem_matrix()
         self.path_distances_um = segment_path_distances(self.cell)
         self.areas_um2 = np.asarray(self.cell.area, dtype=float)
