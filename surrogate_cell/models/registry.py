@@ -60,7 +60,10 @@ class ModelFamily:
     ensembles : bool
         Independently trained members can be stacked into one model (``ensemble``).
     has_experts : bool
-        The family mixes experts through gates; ``evaluate`` reports their diversity.
+        The family mixes experts through gates: its model has ``gates_and_experts(x)`` returning
+        gate weights (batch, n_tasks, n_experts) and expert outputs (batch, n_experts, features)
+        and its config ``n_experts``; ``train`` logs and ``evaluate`` reports their diversity
+        (:mod:`surrogate_cell.training.diversity`).
     float16_weights : tuple of str
         State-dict entries that ``ship`` may store in float16 (loading casts them back).
     """
