@@ -57,6 +57,7 @@ from surrogate_cell.cells.layout import EVENT_KINDS, SYNAPSE_MECHANISMS, cell_la
 from surrogate_cell.checkpoint import CheckpointError, check_cell, load_checkpoint
 from surrogate_cell.device import select_device, select_dtype
 from surrogate_cell.engine import free_run, make_stepper
+from surrogate_cell.input_events import MODEL_STEP_MS, InputEvents, SynapseMappingWarning
 from surrogate_cell.netstim import NETCON_DELAY_MS, NetStimSettings, netstim_spike_times
 from surrogate_cell.pretrained import resolve_model
 from surrogate_cell.spikes import (
@@ -70,9 +71,6 @@ from surrogate_cell.synapses import (
     synapse_kinetics,
     synaptic_current_na,
 )
-
-MODEL_STEP_MS = 1.0
-"""Time step of every surrogate model (ms)."""
 
 EXCITATORY_MIN_E_MV = -40.0
 """Synapses of other mechanisms with reversal potential at or above this are excitatory."""
@@ -100,41 +98,14 @@ class SynapseMappingError(ValueError):
     """A synapse attached to the cell has no counterpart among the model's input channels."""
 
 
-class SynapseMappingWarning(UserWarning):
-    """Synaptic input was adapted to what the model was trained on (see the module docstring)."""
-
-
 # --------------------------------------------------------------------------- input events
 
 
-def bin_spike_times(spike_times: Sequence[np.ndarray], channels: np.ndarray, n_channels: int,
-                    n_steps: int, t_begin: float = 0.0) -> np.ndarray:
-    """Event counts (n_channels, n_steps): spike ``t`` of train ``i`` counts in ``channels[i]``,
-    bin ``floor(t - t_begin)`` (``t_begin``: the time of the first model step, a whole ms).
+# Binned sparsely by :class:`surrogate_cell.input_events.InputEvents` (memory grows with the
+# number of events, never with tstop).
 
-    Spikes in or after bin ``n_steps`` are dropped (they act after the end of the simulation).
-    """
-    counts_per_train = np.array([np.size(times) for times in spike_times], dtype=np.int64)
-    times = np.concatenate([np.ravel(t) for t in spike_times]) if len(spike_times) else np.empty(0)
-    channel_of_spike = np.repeat(np.asarray(channels, dtype=np.int64), counts_per_train)
-    bins = np.floor((times - t_begin) / MODEL_STEP_MS).astype(np.int64)
-    inside = bins < n_steps
-    counts = np.zeros((n_channels, n_steps), dtype=np.int64)
-    np.add.at(counts, (channel_of_spike[inside], bins[inside]), 1)
-    return counts
-
-
-def binary_events(counts: np.ndarray) -> np.ndarray:
-    """Counts -> uint8 events; several events in one bin of one channel count as one (with a warning)."""
-    crowded = counts > 1
-    if crowded.any():
-        warnings.warn(
-            f"{int(crowded.sum())} (channel, ms) bins received more than one synaptic event "
-            f"({int(counts[crowded].sum() - crowded.sum())} extra events); the model was trained on "
-            "at most one event per segment, kind and ms, so each such bin counts as one event.",
-            SynapseMappingWarning, stacklevel=3,
-        )
-    return np.minimum(counts, 1).astype(np.uint8)
+HISTORY_RANGE_MV = (-150.0, 100.0)
+"""Membrane voltages a start history may hold (mV); anything outside is not a voltage in mV."""
 
 
 # --------------------------------------------------------------------------- the cell
@@ -282,15 +253,21 @@ class SurrogateCell(LFPy.Cell):
         offset = EVENT_KINDS.index(kind) * self.input_segments.size
         return np.where(rows >= 0, rows + offset, -1)
 
-    def input_events(self, spike_times: list[np.ndarray] | None = None) -> np.ndarray:
-        """The model input of the attached synapses.
+    def input_events(self, spike_times: list[np.ndarray] | None = None) -> InputEvents:
+        """The model input of the attached synapses, as a sparse list of events.
+
+        Parameters
+        ----------
+        spike_times : list of ndarray, optional
+            The trains of the synapses (default: :meth:`input_spike_times`).
 
         Returns
         -------
-        ndarray of uint8, shape (n_event_channels, n_model_steps)
-            Binary events: column ``k`` holds the events of ``[t0 + k, t0 + k + 1)`` ms, with
-            ``t0`` the whole ms at or before ``tstart``; channels are the excitatory ones of
-            ``input_segments`` followed by the inhibitory ones.
+        InputEvents
+            Binary events of shape (n_event_channels, n_model_steps), in memory proportional to
+            their number (``toarray()`` makes them dense): step ``k`` holds the events of
+            ``[t0 + k, t0 + k + 1)`` ms, with ``t0`` the whole ms at or before ``tstart``;
+            channels are the excitatory ones of ``input_segments`` followed by the inhibitory ones.
 
         Raises
         ------
@@ -303,7 +280,7 @@ class SurrogateCell(LFPy.Cell):
                              for number, s in enumerate(synapses)], dtype=np.int64)
         self._warn_about_stand_in_synapses(synapses)
         spike_times = self.input_spike_times() if spike_times is None else spike_times
-        return binary_events(bin_spike_times(spike_times, channels, self.n_event_channels, n_steps, t_begin))
+        return InputEvents.from_spike_times(spike_times, channels, self.n_event_channels, n_steps, t_begin)
 
     def set_synapse(self, idx, syntype, record_current=False, record_potential=False, weight=None,
                     **kwargs) -> int:
@@ -457,6 +434,10 @@ class SurrogateCell(LFPy.Cell):
         for number, synapse in enumerate(synapses):
             given = np.asarray(self._sptimeslist[synapse._ns_index], dtype=float).ravel()
             times = np.sort(np.concatenate([given, generated.get(number, np.empty(0))]))
+            if not np.isfinite(times).all():
+                raise SynapseMappingError(
+                    f"Synapse {number} has spike times that are NaN or infinite ({times[~np.isfinite(times)][:3]} "
+                    "...); give finite times in ms (drop a spike rather than setting it to inf).")
             early = times < self.tstart
             if early.any():
                 raise SynapseMappingError(
@@ -527,7 +508,8 @@ class SurrogateCell(LFPy.Cell):
         t_begin, _ = self._model_steps()
         self.tvec = self.output_times()
         on_tvec = partial(_interpolated, t_begin=t_begin, times=self.tvec)
-        model_imem = self.get_vmem_to_imem_matrix() @ model_vmem
+        # imem (segments x steps) only when it is recorded or feeds probes
+        model_imem = self.get_vmem_to_imem_matrix() @ model_vmem if rec_imem or probes else None
         self.somav = on_tvec(model_vmem[self.soma_segment])
         spikes = upward_crossing_times(model_vmem[self.soma_segment], MODEL_STEP_MS, self.spike_threshold,
                                        self.spike_refractory_ms, t_begin)
@@ -582,21 +564,35 @@ class SurrogateCell(LFPy.Cell):
         return voltages, events
 
     def _last_window(self, array, name: str, n_rows: int) -> np.ndarray:
+        """The last ``window`` columns of a start history, checked (shape, finite, voltage range or binary)."""
         array = np.asarray(array, dtype=float)
         if array.ndim != 2 or array.shape[0] != n_rows or array.shape[1] < self.window_ms:
             raise ValueError(f"{name} must have shape ({n_rows}, >= {self.window_ms}) (rows by ms, "
                              f"the last column at t = 0), got {array.shape}.")
         if not np.isfinite(array).all():
             raise ValueError(f"{name} contains NaN or infinite values.")
+        if name == "history_mv":
+            _check_voltage_range(array, name)
+        elif not np.isin(array, (0.0, 1.0)).all():
+            raise ValueError(f"{name} must hold binary events (0 or 1 per channel and ms), as the model was "
+                             f"trained on; it holds {np.unique(array[~np.isin(array, (0.0, 1.0))])[:3]} ...")
         return array[:, -self.window_ms:]
 
     @torch.no_grad()
-    def _free_run(self, events: np.ndarray, history_mv: np.ndarray, history_events: np.ndarray) -> np.ndarray:
-        """Step the model through ``events`` (E, T): voltages (totnsegs, T + 1) mV from t = 0."""
+    def _free_run(self, events: InputEvents | np.ndarray, history_mv: np.ndarray,
+                  history_events: np.ndarray) -> np.ndarray:
+        """Step the model through ``events`` (E, T; sparse, or dense for short runs): voltages
+        (totnsegs, T + 1) mV from t = 0. The input is made dense one chunk at a time, and the
+        voltages are written once into the result (no further copies of segments x steps)."""
+        if not isinstance(events, InputEvents):
+            events = InputEvents.from_dense(events)
         as_tensor = partial(torch.as_tensor, dtype=self.dtype, device=self.device)
-        run = free_run(self._stepper, torch.as_tensor(np.ascontiguousarray(events.T[None])),
-                       as_tensor(history_mv.T[None]), as_tensor(history_events.T[None]))
-        return np.concatenate([history_mv[:, -1:], run.voltages_mv[0].cpu().double().numpy().T], axis=1)
+        run = free_run(self._stepper, lambda start, stop: torch.from_numpy(events.block(start, stop))[None],
+                       as_tensor(history_mv.T[None]), as_tensor(history_events.T[None]), n_steps=events.n_steps)
+        voltages = np.empty((history_mv.shape[0], events.n_steps + 1))
+        voltages[:, 0] = history_mv[:, -1]
+        voltages[:, 1:] = run.voltages_mv[0].cpu().numpy().T  # cast to float64 in place
+        return voltages
 
     def _kinetics(self, syntype: str, kwargs: dict, label: str) -> SynapseKinetics:
         """The kinetics of a synapse: its mechanism's defaults, overridden by its parameters."""
@@ -700,6 +696,16 @@ def _first_given(*values):
     return next((value for value in values if value is not None), None)
 
 
+def _check_voltage_range(voltages: np.ndarray, name: str) -> None:
+    """Refuse voltages outside :data:`HISTORY_RANGE_MV` (not membrane voltages in mV)."""
+    low, high = HISTORY_RANGE_MV
+    if voltages.min() < low or voltages.max() > high:
+        raise ValueError(
+            f"{name} holds voltages from {voltages.min():.4g} to {voltages.max():.4g} mV, outside the "
+            f"physiological range [{low:g}, {high:g}] mV; give membrane voltages in mV (e.g. a NEURON "
+            "warm-up's vmem), not volts, currents or another unit.")
+
+
 def _check_cell_kwargs(cell_kwargs: dict, recipe: dict) -> None:
     """Refuse cell arguments that would change what the model was trained on."""
     trained_celsius = recipe.get("cell_kwargs", {}).get("celsius")
@@ -742,12 +748,26 @@ def _fill_probes(probes: Sequence, model_imem: np.ndarray, n_segments: int, on_t
         probe.data = on_tvec(matrix @ model_imem)
 
 
+INTERPOLATION_BLOCK_ELEMENTS = 1 << 14
+"""Values interpolated at once (rows x times): temporaries stay small next to the result."""
+
+
 def _interpolated(values: np.ndarray, t_begin: float, times: np.ndarray) -> np.ndarray:
-    """``values`` (..., n) sampled at ``t_begin + k`` ms, linearly interpolated at ``times`` (ms)."""
+    """``values`` (..., n) sampled at ``t_begin + k`` ms, linearly interpolated at ``times`` (ms).
+
+    The result is the only array of its size made: it is filled in blocks of about
+    :data:`INTERPOLATION_BLOCK_ELEMENTS` values.
+    """
     position = np.clip((times - t_begin) / MODEL_STEP_MS, 0.0, values.shape[-1] - 1)
     left = np.minimum(np.floor(position).astype(np.int64), values.shape[-1] - 2)
     weight = position - left
-    return values[..., left] * (1.0 - weight) + values[..., left + 1] * weight
+    result = np.empty(values.shape[:-1] + times.shape, dtype=np.result_type(values, weight))
+    columns = max(1, INTERPOLATION_BLOCK_ELEMENTS // max(1, int(np.prod(values.shape[:-1]))))
+    for start in range(0, times.size, columns):
+        block = slice(start, start + columns)
+        result[..., block] = values[..., left[block]] * (1.0 - weight[block])
+        result[..., block] += values[..., left[block] + 1] * weight[block]
+    return result
 
 
 def _probe_file_names(probes: Sequence) -> list[str]:

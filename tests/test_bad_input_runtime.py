@@ -271,3 +271,108 @@ def test_a_hostile_model_config_is_refused_before_allocating(tiny, tmp_path):
         load_checkpoint(path)
     grown_mib = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - peak_before) / 1024
     assert grown_mib < 300
+
+
+# ------------------------------------------------------------------ SurrogateCell input
+
+
+@pytest.fixture(scope="module")
+def cell_checkpoint(tmp_path_factory):
+    """A random-weight tiny MH checkpoint of the default cell (builds its NEURON geometry)."""
+    from surrogate_cell.cells import l5pc
+    from surrogate_cell.cells.layout import SYNAPSE_SECTION_TYPES, cell_layout
+    from surrogate_cell.checkpoint import save_untrained_checkpoint
+
+    path = tmp_path_factory.mktemp("cell") / "random.pt"
+    save_untrained_checkpoint(path, cell_layout(l5pc(), SYNAPSE_SECTION_TYPES))
+    return path
+
+
+def surrogate_cell(checkpoint, **kwargs):
+    from surrogate_cell.cell import SurrogateCell
+
+    return SurrogateCell(model=checkpoint, device="cpu", **{"dt": 1.0, **kwargs})
+
+
+def attach(cell, times, segment_number=5):
+    import LFPy
+
+    synapse = LFPy.Synapse(cell, idx=int(cell.input_segments[segment_number]), syntype="AMPANMDA", weight=1.0)
+    synapse.set_spike_times(np.asarray(times, dtype=float))
+    return synapse
+
+
+@pytest.mark.neuron
+def test_input_events_of_a_long_run_take_memory_of_the_events_not_of_tstop(cell_checkpoint):
+    """tstop = 10^6 ms: a dense input would be 1284 channels x 10^6 steps (1.2 GiB as uint8, 9.6 as int64)."""
+    import tracemalloc
+
+    cell = surrogate_cell(cell_checkpoint, tstop=1e6)
+    tracemalloc.start()
+    try:
+        events = cell.input_events()
+        without_synapses = tracemalloc.get_traced_memory()[1]
+        attach(cell, np.arange(1000) * 997.0 + 0.5)
+        tracemalloc.reset_peak()
+        with_synapse = cell.input_events()
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert events.shape == (cell.n_event_channels, 1_000_000) and events.nbytes == 0
+    assert without_synapses < 1 << 20
+    assert with_synapse.n_events == 1000 and with_synapse.nbytes <= 16 * 1000 and peak < 1 << 20
+    block = with_synapse.block(997 * 3, 997 * 3 + 2)
+    assert block.shape == (2, cell.n_event_channels) and block.sum() == 1
+
+
+@pytest.mark.neuron
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_spike_times_that_are_not_finite_name_their_synapse(cell_checkpoint, bad):
+    from surrogate_cell.cell import SynapseMappingError
+
+    cell = surrogate_cell(cell_checkpoint, tstop=20.0)
+    attach(cell, [1.0])
+    attach(cell, [2.0, bad])
+    with pytest.raises(SynapseMappingError, match="Synapse 1 has spike times that are NaN or infinite"):
+        cell.simulate()
+
+
+@pytest.mark.neuron
+def test_histories_outside_the_physiological_range_or_not_binary_are_refused(cell_checkpoint):
+    cell = surrogate_cell(cell_checkpoint, tstop=5.0)
+    history = np.full((cell.totnsegs, cell.window_ms), -70.0)
+    history[3, -1] = 1e4
+    with pytest.raises(ValueError, match=r"history_mv holds voltages from -70 to 1e\+04 mV, outside the physiolog"):
+        cell.simulate(history_mv=history)
+    with pytest.raises(ValueError, match="outside the physiological range"):
+        cell.simulate(history_mv=np.full((cell.totnsegs, cell.window_ms), -200.0))
+    events = np.zeros((cell.n_event_channels, cell.window_ms))
+    events[0, -1] = 2.0
+    with pytest.raises(ValueError, match="history_events must hold binary events"):
+        cell.simulate(history_events=events)
+    cell.simulate(history_mv=history.clip(max=30.0), history_events=events.clip(max=1.0))  # in range: runs
+
+
+@pytest.mark.neuron
+def test_recorded_outputs_need_one_array_of_segments_by_steps(cell_checkpoint):
+    """numpy memory of a 300 ms run (tracemalloc sees numpy, not torch): one float64 segments x steps
+    array of model voltages, plus one more for each recording asked for (vmem here), plus the start
+    history (and interpolation blocks); no copies of them, no imem nobody asked for."""
+    import tracemalloc
+
+    from surrogate_cell.cell import INTERPOLATION_BLOCK_ELEMENTS
+
+    n_steps = 300
+    cell = surrogate_cell(cell_checkpoint, tstop=float(n_steps))
+    attach(cell, [10.0, 50.0])
+    one_array = cell.totnsegs * (n_steps + 1) * 8
+    history = cell.totnsegs * cell.window_ms * 8 + cell.n_event_channels * cell.window_ms  # float64, uint8
+    temporaries = 4 * INTERPOLATION_BLOCK_ELEMENTS * 8 + one_array / 10
+    for recording, arrays in (({}, 1), ({"rec_vmem": True}, 2)):
+        tracemalloc.start()
+        try:
+            cell.simulate(**recording)
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+        assert peak < arrays * one_array + history + temporaries, (recording, peak / one_array)

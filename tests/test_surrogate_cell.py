@@ -218,7 +218,9 @@ def test_a_negative_tstart_is_a_warm_up_whose_input_acts(checkpoint):
 def test_excitatory_spike_lands_in_its_segment_bin(cell):
     idx = dendrite_index(cell)
     add_synapse(cell, idx, [10.3])
-    events = cell.input_events()
+    sparse = cell.input_events()
+    assert sparse.n_events == 1 and sparse.shape == (cell.n_event_channels, int(TSTOP_MS))
+    events = sparse.toarray()
     channel = int(np.flatnonzero(cell.input_segments == idx)[0])
     assert events.shape == (cell.n_event_channels, int(TSTOP_MS))
     assert events.dtype == np.uint8
@@ -262,7 +264,7 @@ def test_inhibitory_and_foreign_synapses_by_reversal_potential(cell):
     add_synapse(cell, idx, [3.0], syntype="ExpSyn", e=-75.0)
     add_synapse(cell, idx, [4.0], syntype="ExpSyn")  # NEURON's default e = 0 mV
     with pytest.warns(SynapseMappingWarning, match="Exp2Syn, ExpSyn"):
-        events = cell.input_events()
+        events = cell.input_events().toarray()
     row = int(np.flatnonzero(cell.input_segments == idx)[0])
     assert events[n_inputs + row, 1] == 1 and events[row, 2] == 1
     assert events[n_inputs + row, 3] == 1 and events[row, 4] == 1
@@ -274,7 +276,7 @@ def test_several_events_in_one_bin_count_once_with_a_warning(cell):
     add_synapse(cell, idx, [5.1, 5.8, 6.0])
     add_synapse(cell, idx, [6.4])  # second synapse on the same segment: same channel
     with pytest.warns(SynapseMappingWarning, match="more than one"):
-        events = cell.input_events()
+        events = cell.input_events().toarray()
     channel = cell.event_channel(idx, "exc")
     np.testing.assert_array_equal(np.flatnonzero(events[channel]), [5, 6])
     assert events.max() == 1
@@ -282,7 +284,7 @@ def test_several_events_in_one_bin_count_once_with_a_warning(cell):
 
 def test_spikes_after_tstop_never_act(cell):
     add_synapse(cell, dendrite_index(cell), [TSTOP_MS - 0.5, TSTOP_MS, TSTOP_MS + 3.0])
-    events = cell.input_events()
+    events = cell.input_events().toarray()
     assert events.sum() == 1 and events[:, -1].sum() == 1
 
 
