@@ -87,6 +87,7 @@ def run_cli(*arguments, cwd=REPO_ROOT) -> subprocess.CompletedProcess:
 # ------------------------------------------------------------------ python -m surrogate_cell.network
 
 
+@pytest.mark.slow  # a process of its own: about 10 s here
 def test_cli_help_describes_every_option_with_its_default():
     result = run_cli("--help")
     assert result.returncode == 0, result.stderr
@@ -97,6 +98,7 @@ def test_cli_help_describes_every_option_with_its_default():
     assert "(default: 30)" in text and "(default: l5pc-default)" in text and "(default: 1000)" in text
 
 
+@pytest.mark.slow  # a process of its own: about 10 s here
 @pytest.mark.parametrize(("arguments", "message"), [
     (["--n-cells", "1"], "argument --n-cells: must be a whole number >= 2, got 1"),
     (["--connection-probability", "1.5"], "argument --connection-probability: must be a number in [0, 1], got 1.5"),
@@ -140,6 +142,7 @@ def test_an_unknown_model_is_named(tmp_path, capsys):
     assert error.startswith("error: Unknown model 'no-such-model'") and "l5pc-default" in error
 
 
+@pytest.mark.slow  # a process of its own: about 10 s here
 def test_an_unreadable_checkpoint_is_called_unreadable_not_a_cell_mismatch(tmp_path):
     (tmp_path / "broken.pt").write_text("not a checkpoint")
     result = run_cli("--model", tmp_path / "broken.pt", "--out", tmp_path / "run.h5")
@@ -155,6 +158,7 @@ def test_a_foreign_checkpoint_is_called_incomplete_not_a_cell_mismatch(tmp_path,
     assert "lacks the entries" in error and "do not match" not in error
 
 
+@pytest.mark.slow  # a process of its own: about 10 s here
 def test_an_existing_out_is_refused_without_overwrite(tmp_path):
     (tmp_path / "run.h5").write_text("keep me")
     result = run_cli("--out", tmp_path / "run.h5")
