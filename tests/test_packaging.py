@@ -32,7 +32,7 @@ import numpy as np
 import surrogate_cell
 from surrogate_cell import SurrogateCell
 
-cell = SurrogateCell(model="l5pc-default", tstop=50.0)
+cell = SurrogateCell(model="l5pc-default", tstop=50.0, dt=0.5)
 synapse = LFPy.Synapse(cell, idx=int(cell.input_segments[0]), syntype="AMPANMDA", weight=1.0)
 synapse.set_spike_times(np.array([5.0, 20.0]))
 electrode = LFPy.RecExtElectrode(cell, x=np.array([50.0, 50.0]), y=np.zeros(2), z=np.array([0.0, 500.0]))
@@ -113,7 +113,7 @@ def test_a_surrogate_cell_simulates_from_the_installed_wheel(installed):
     result = run([python, "-c", SIMULATE], cwd=workdir, env=env)
     package = Path(result.stdout.split("PACKAGE ")[1].split()[0])
     assert python.parent.parent in package.parents, f"surrogate_cell imported from {package}, not the wheel"
-    assert "LFP_SHAPE (2, 51)" in result.stdout
+    assert "LFP_SHAPE (2, 101)" in result.stdout  # 0, 0.5, ..., 50 ms
     assert list((Path(env["SURROGATE_CELL_CACHE"]) / "mechanisms").glob("*/*/libnrnmech.so"))
 
 
