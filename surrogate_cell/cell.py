@@ -640,6 +640,12 @@ class SurrogateCell(LFPy.Cell):
             if requested:
                 raise _unsupported(feature, "the model predicts only segment voltages on a 1 ms grid")
 
+    def strip_hoc_objects(self) -> None:
+        """LFPy's ``strip_hoc_objects``; the synapses' NetStims are kept as their settings, which
+        is all :meth:`input_spike_times` reads, so the cell can be pickled (``cellpickler``)."""
+        self._hoc_netstimlist = _NetStimList(NetStimSettings.of(netstim) for netstim in self._hoc_netstimlist)
+        super().strip_hoc_objects()
+
     def insert_v_ext(self, v_ext, t_ext):
         """Not available: a surrogate cannot take extracellular potentials (raises)."""
         raise _unsupported("insert_v_ext (extracellular potentials)",

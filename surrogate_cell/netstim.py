@@ -58,7 +58,9 @@ class NetStimSettings:
 
     @classmethod
     def of(cls, netstim) -> NetStimSettings:
-        """The settings of a NEURON ``NetStim``."""
+        """The settings of a NEURON ``NetStim`` (or ``netstim`` itself if it is settings already)."""
+        if isinstance(netstim, cls):
+            return netstim
         return cls(float(netstim.noise), float(netstim.start), float(netstim.number),
                    float(netstim.interval), tuple(float(i) for i in netstim.ranvar.get_ids()))
 

@@ -242,9 +242,6 @@ def test_strip_hoc_objects_and_cellpickler():
     np.testing.assert_array_equal(pickled.somav, cell.somav)
 
 
-@pytest.mark.xfail(strict=True, raises=TypeError,
-                   reason="known gap: a SurrogateCell keeps its synapses' NetStims in a Python list, which "
-                          "strip_hoc_objects leaves alone, so pickle meets a hoc NetStim (NEURON cells pickle)")
 def test_cellpickler_with_a_synapse():
     cell = surrogate_cell()
     LFPy.Synapse(cell, idx=cell.get_closest_idx(z=400.0, section="apic"), syntype="AMPANMDA",
