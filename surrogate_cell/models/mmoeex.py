@@ -76,22 +76,32 @@ def make_gate_mask(n_tasks: int, n_experts: int, fraction: float, exclusion: boo
     return mask
 
 
-@register_family("mmoeex", MMoEExConfig, stepper="surrogate_cell.engine.incremental:MMoEStepper",
-                 has_experts=True)
-class MMoEEx(MMoE):
-    """:class:`MMoE` whose gates see only the experts allowed by a fixed mask."""
+class MaskedGates:
+    """What MMoEEx adds to an MMoE (the published one or the stable one): a fixed gate mask
+    (n_tasks, n_experts), a buffer saved in the state dict, from the config's exclusivity or
+    exclusion settings (:func:`make_gate_mask`). The model's ``gate_logits`` applies it."""
 
-    def __init__(self, config: MMoEExConfig):
-        """Build the MMoE and its gate mask (a buffer, saved in the state dict)."""
-        super().__init__(config)
-        mask = make_gate_mask(config.n_tasks, config.n_experts, config.exclusivity_fraction,
-                              config.exclusion, config.mask_seed)
-        self.register_buffer("gate_mask", mask)
+    def add_gate_mask(self, config) -> None:
+        """Register ``gate_mask`` for ``config`` (n_tasks, n_experts, exclusivity_fraction, exclusion, mask_seed)."""
+        self.register_buffer("gate_mask", make_gate_mask(config.n_tasks, config.n_experts,
+                                                         config.exclusivity_fraction, config.exclusion,
+                                                         config.mask_seed))
 
     @property
     def special_experts(self) -> list[int]:
         """Indices of the exclusive (or excluded-from-one-task) experts."""
         return (~self.gate_mask).any(0).nonzero().flatten().tolist()
+
+
+@register_family("mmoeex", MMoEExConfig, stepper="surrogate_cell.engine.incremental:MMoEStepper",
+                 has_experts=True)
+class MMoEEx(MaskedGates, MMoE):
+    """:class:`MMoE` whose gates see only the experts allowed by a fixed mask."""
+
+    def __init__(self, config: MMoEExConfig):
+        """Build the MMoE and its gate mask."""
+        super().__init__(config)
+        self.add_gate_mask(config)
 
     def gate_logits(self, compressed: Tensor) -> Tensor:
         """MMoE gate logits with hidden experts set to ``-inf``."""

@@ -43,7 +43,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .base import split_outputs
-from .mmoeex import make_gate_mask
+from .mmoeex import MaskedGates
 from .registry import register_family
 from .srm import SRM, SRM_FLOAT16_WEIGHTS, GroupedLinear, SRMConfig, srm_data_fields
 from .tcn import MaskDropout
@@ -191,20 +191,13 @@ class SRMMoE(SRM):
 
 @register_family("srm_mmoeex", SRMMoEExConfig, stepper=SRM_MOE_STEPPER, data_fields=srm_data_fields,
                  calibrates_spikes=True, has_experts=True, float16_weights=SRM_FLOAT16_WEIGHTS)
-class SRMMoEEx(SRMMoE):
+class SRMMoEEx(MaskedGates, SRMMoE):
     """:class:`SRMMoE` whose gates see only the experts a fixed mask allows (exclusivity or exclusion)."""
 
     def __init__(self, config: SRMMoEExConfig):
-        """Build the stable MMoE and its gate mask (n_tasks, n_experts; a buffer, saved in the state dict)."""
+        """Build the stable MMoE and its gate mask."""
         super().__init__(config)
-        mask = make_gate_mask(config.n_tasks, config.n_experts, config.exclusivity_fraction,
-                              config.exclusion, config.mask_seed)
-        self.register_buffer("gate_mask", mask)
-
-    @property
-    def special_experts(self) -> list[int]:
-        """Indices of the exclusive (or excluded-from-one-task) experts."""
-        return (~self.gate_mask).any(0).nonzero().flatten().tolist()
+        self.add_gate_mask(config)
 
     def gate_logits(self, compressed: Tensor, tasks: slice = slice(None)) -> Tensor:
         """:meth:`SRMMoE.gate_logits` with the experts hidden from a task at ``-inf``."""
