@@ -13,10 +13,15 @@ class DeviceError(ValueError):
     """The requested torch device or precision is unavailable or unsupported."""
 
 
+AUTO = "auto"
+"""The device name that means: this process's CUDA device when there is one, else the CPU."""
+
+
 def select_device(device: str | torch.device | None = None) -> torch.device:
-    """``device``, or CUDA when available else CPU; asking for CUDA without it is an error."""
-    if device is None:
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    """``device``; ``None`` or ``"auto"``: this process's current CUDA device when available (the
+    one ``torchrun`` assigned), else the CPU. Asking for CUDA without it is a :class:`DeviceError`."""
+    if device is None or device == AUTO:
+        return torch.device(f"cuda:{torch.cuda.current_device()}" if torch.cuda.is_available() else "cpu")
     try:
         chosen = torch.device(device)
     except (RuntimeError, TypeError):

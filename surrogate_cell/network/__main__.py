@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 
 from surrogate_cell.checkpoint import CheckpointError
-from surrogate_cell.device import DeviceError, select_device
+from surrogate_cell.device import AUTO, DeviceError, select_device
 from surrogate_cell.network.config import NetworkConfigError
 from surrogate_cell.network.distributed import init_from_environment
 from surrogate_cell.network.recording import HDF5Writer
@@ -33,9 +33,6 @@ USER_ERRORS = (CheckpointError, NetworkConfigError, DeviceError, OutputPathError
 
 USAGE_ERROR = 2
 """Exit status of a bad command line (as argparse's own)."""
-
-AUTO_DEVICE = "auto"
-"""``--device`` value for: this rank's CUDA device if CUDA is available, else the CPU."""
 
 
 def whole_number(minimum: int):
@@ -109,7 +106,7 @@ def device_name(text: str) -> str:
     argparse.ArgumentTypeError
         For an unknown device or CUDA where there is none.
     """
-    if text == AUTO_DEVICE:
+    if text == AUTO:
         return text
     try:
         select_device(text)
@@ -151,8 +148,8 @@ def parse_arguments(argv=None) -> argparse.Namespace:
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --out")
     parser.add_argument("--record-soma", action="store_true", help="also store every cell's soma voltage")
     parser.add_argument("--threads", type=whole_number(1), default=1, metavar="N", help="torch threads per process")
-    parser.add_argument("--device", type=device_name, default=AUTO_DEVICE, metavar="DEVICE",
-                        help=f"cpu, cuda, cuda:<index>, or {AUTO_DEVICE}: this rank's CUDA device if "
+    parser.add_argument("--device", type=device_name, default=AUTO, metavar="DEVICE",
+                        help=f"cpu, cuda, cuda:<index>, or {AUTO}: this rank's CUDA device if "
                              "CUDA is available, else cpu")
     return parser.parse_args(argv)
 
@@ -196,9 +193,7 @@ def run(args: argparse.Namespace) -> None:
     if shard.is_distributed:
         torch.distributed.barrier()  # every rank has checked --out before rank 0 creates it
     torch.set_num_threads(args.threads)
-    device = args.device
-    if device == AUTO_DEVICE:
-        device = f"cuda:{torch.cuda.current_device()}" if torch.cuda.is_available() else "cpu"
+    device = select_device(args.device)
     config = RecurrentNetworkConfig(n_cells=args.n_cells, connection_probability=args.connection_probability,
                                     synapses_per_connection=args.synapses_per_connection)
     network = build_recurrent_network(args.model, config, seed=args.seed, device=device)

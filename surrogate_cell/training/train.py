@@ -61,6 +61,7 @@ from surrogate_cell.datasets.windows import (
     spike_targets_of,
     split_simulations,
 )
+from surrogate_cell.device import select_device
 from surrogate_cell.engine import FullWindowStepper, free_run
 from surrogate_cell.models import build_model, get_family, load_model_config
 from surrogate_cell.models.base import model_input
@@ -368,15 +369,6 @@ def autocast_context(device: torch.device, enabled: bool) -> torch.autocast:
     """
     return torch.autocast(device.type, dtype=torch.bfloat16,
                           enabled=enabled and has_native_bfloat16(device))
-
-
-def choose_device(name: str) -> torch.device:
-    """'auto' -> CUDA when available else CPU; asking for CUDA without it is an error."""
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise RuntimeError("device 'cuda' was requested but torch sees no CUDA GPU; use device: cpu")
-    return torch.device(name)
 
 
 def distributed_context() -> tuple[int, int]:
@@ -724,7 +716,7 @@ class Trainer:
     def __init__(self, config: TrainConfig, progress_bar: bool = True):
         self.config = config
         self.rank, self.world = distributed_context()
-        self.device = choose_device(config.device)
+        self.device = select_device(config.device)
         if config.num_threads:
             torch.set_num_threads(config.num_threads)
         if self.device.type == "cpu":
