@@ -21,10 +21,10 @@ from surrogate_cell.datasets.windows import (
     WindowData,
     build_window_data,
     load_raw,
-    model_input,
     spike_flags,
     with_spike_onsets,
 )
+from surrogate_cell.models.base import model_input
 from surrogate_cell.models.srm import pools_by_section_type
 from surrogate_cell.spikes import best_crossing_threshold, match_spikes
 from surrogate_cell.training.__main__ import main
