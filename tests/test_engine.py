@@ -156,7 +156,13 @@ SECTION_PROJECTION = {"section_projection": True, "input_sections": tuple(i % 3 
                                                             (5, 1, SECTION_PROJECTION),
                                                             (5, 3, {**SUBUNITS, **POOLED, **SECTION_PROJECTION})])
 def test_srm_stepper_equals_full_recompute_with_spike_feedback(spike_hidden, members, options):
-    model = small_srm(spike_hidden=spike_hidden, members=members, **options)
+    assert_fast_stepper_equals_full_recompute_with_spike_feedback(
+        small_srm(spike_hidden=spike_hidden, members=members, **options), SRMStepper)
+
+
+def assert_fast_stepper_equals_full_recompute_with_spike_feedback(model, stepper_class) -> None:
+    """150 steps of random input: the family's fast stepper equals the full recompute (float64,
+    1e-9), with somatic spikes (soma segment 2, threshold z 1.5) fed back along the way."""
     generator = torch.Generator().manual_seed(1)
     history = -70.0 + 5.0 * torch.randn(N_CELLS, 100, N_SEGMENTS, generator=generator)
     history[..., 2] = history[..., 2].clamp(max=-65.0)  # soma below its threshold (-62.5 mV) ...
@@ -164,7 +170,7 @@ def test_srm_stepper_equals_full_recompute_with_spike_feedback(spike_hidden, mem
     events = random_events(generator, N_CELLS, 100, N_EVENTS)
     reference = FullWindowStepper(model, NORMALISATION, N_CELLS, dtype=torch.float64)
     fast = make_stepper(model, NORMALISATION, N_CELLS, dtype=torch.float64)
-    assert isinstance(fast, SRMStepper)
+    assert type(fast) is stepper_class
     reference.reset(history, events)
     fast.reset(history, events)
     n_spikes = 0

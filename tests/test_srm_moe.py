@@ -12,12 +12,17 @@ from surrogate_cell.cells import l5pc
 from surrogate_cell.cells.layout import SYNAPSE_SECTION_TYPES, cell_layout
 from surrogate_cell.checkpoint import cell_meta_from_layout, model_meta, save_checkpoint
 from surrogate_cell.datasets.windows import WindowData
-from surrogate_cell.engine import FullWindowStepper, SRMMoEStepper, make_stepper
+from surrogate_cell.engine import SRMMoEStepper, make_stepper
 from surrogate_cell.models import build_model, get_family
 from surrogate_cell.models.normalisation import Normalisation
 from surrogate_cell.network import PoissonDrive, Population, SurrogateNetwork
 from surrogate_cell.training.calibrate import calibrate_model
-from tests.test_engine import N_CELLS, N_EVENTS, N_SEGMENTS, NORMALISATION, random_events
+from tests.test_engine import (
+    N_EVENTS,
+    N_SEGMENTS,
+    NORMALISATION,
+    assert_fast_stepper_equals_full_recompute_with_spike_feedback,
+)
 
 FAMILIES = ("srm_mmoe", "srm_mmoeex")
 SIZES = dict(taus=(1.0, 5.0, 30.0), hidden=6, mlp_layers=2, n_experts=3, expert_hidden=4, compressor_hidden=3,
@@ -139,24 +144,7 @@ def test_tiny_model_fits_a_fixed_batch(family):
                          ids=["linear-spike", "spike-head", "pooled", "subunits", "sections"])
 @pytest.mark.parametrize("family", FAMILIES)
 def test_stepper_equals_full_recompute_with_spike_feedback(family, options):
-    model = small_moe(family, **options)
-    generator = torch.Generator().manual_seed(1)
-    history = -70.0 + 5.0 * torch.randn(N_CELLS, 100, N_SEGMENTS, generator=generator)
-    history[..., 2] = history[..., 2].clamp(max=-65.0)  # soma below its threshold (-62.5 mV) ...
-    history[:, 40:99:13, 2] = -40.0  # ... but for a few spikes
-    events = random_events(generator, N_CELLS, 100, N_EVENTS)
-    reference = FullWindowStepper(model, NORMALISATION, N_CELLS, dtype=torch.float64)
-    fast = make_stepper(model, NORMALISATION, N_CELLS, dtype=torch.float64)
-    assert isinstance(fast, SRMMoEStepper)
-    reference.reset(history, events)
-    fast.reset(history, events)
-    n_spikes = 0
-    for step in range(150):
-        step_events = random_events(generator, N_CELLS, N_EVENTS)
-        expected, got = reference.step(step_events), fast.step(step_events)
-        torch.testing.assert_close(got, expected, rtol=1e-9, atol=1e-9, msg=f"step {step}")
-        n_spikes += int((expected[:, 2] > -70.0 + 5.0 * 1.5).sum())
-    assert n_spikes > 3  # the spike feedback path was exercised
+    assert_fast_stepper_equals_full_recompute_with_spike_feedback(small_moe(family, **options), SRMMoEStepper)
 
 
 def test_flops_count_the_experts_gates_and_towers():
