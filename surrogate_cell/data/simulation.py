@@ -4,9 +4,7 @@ A :class:`CellSimulator` builds the Hay L5PC once, places one excitatory (``AMPA
 one inhibitory (``GABAA``) synapse on every synapse-carrying segment and then runs any
 number of simulations. Each simulation draws its synaptic input (see
 :mod:`surrogate_cell.data.inputs`) for ``warmup_ms + duration_ms``, delivers the events at
-whole ms through ``NetCon.event`` and integrates with NEURON's fixed step, by default
-Crank–Nicolson at dt = 0.025 ms (:func:`surrogate_cell.cells.solver.apply_solver`, the settings
-every NEURON comparison of the project uses). The input also
+whole ms through ``NetCon.event`` and integrates with NEURON's fixed step. The input also
 drives the warm-up, so the recorded window starts from a state typical of the input
 regime rather than from rest; the warm-up is simulated and then discarded.
 
@@ -32,12 +30,6 @@ from surrogate_cell.cells.layout import (
     SYNAPSE_MECHANISMS,
     SYNAPSE_SECTION_TYPES,
     cell_layout,
-)
-from surrogate_cell.cells.solver import (
-    DEFAULT_SOLVER,
-    SECONDORDER_METHODS,
-    NeuronSolver,
-    apply_solver,
 )
 from surrogate_cell.config import check_keys, dataclass_fields, read_mapping, resolve_config
 from surrogate_cell.data.inputs import (
@@ -75,9 +67,6 @@ class SimulationConfig:
     """Everything that defines how one training simulation is run and stored.
 
     ``dt`` (ms) is NEURON's fixed time step; one ms must be a whole number of steps.
-    ``secondorder`` is NEURON's method: 2 Crank–Nicolson (default), 0 backward Euler (the
-    project's method before; NEURON's default). Both default to
-    :data:`surrogate_cell.cells.solver.DEFAULT_SOLVER` (``solver`` gives them as one object).
     ``warmup_ms`` (whole ms) is simulated with input and discarded. ``v_init`` (mV) and
     ``celsius`` (degC) initialise the cell. ``synapse_section_types`` lists the section
     types (of basal, apical, oblique) whose every segment gets one excitatory and one
@@ -89,8 +78,7 @@ class SimulationConfig:
     the data configs ``default.yaml``, ``poisson.yaml`` and ``published_high_drive.yaml``).
     """
 
-    dt: float = DEFAULT_SOLVER.dt
-    secondorder: int = DEFAULT_SOLVER.secondorder
+    dt: float = 0.025
     warmup_ms: int = 200
     v_init: float = -76.0
     celsius: float = 34.0
@@ -111,11 +99,6 @@ class SimulationConfig:
         return round(1.0 / self.dt)
 
     @property
-    def solver(self) -> NeuronSolver:
-        """NEURON's integration settings (``dt``, ``secondorder``) for :func:`apply_solver`."""
-        return NeuronSolver(dt=self.dt, secondorder=self.secondorder)
-
-    @property
     def input_config(self) -> InputConfig:
         """The input regime as a typed config for :func:`draw_inputs`."""
         return input_config_from_dict(self.inputs)
@@ -125,7 +108,6 @@ def _validated_fields(config: SimulationConfig) -> dict:
     """Coerced values of all fields of ``config``; raises ConfigError naming a bad field."""
     values = {
         "dt": _positive_float(config.dt, "dt"),
-        "secondorder": _secondorder(config.secondorder),
         "warmup_ms": _whole_number(config.warmup_ms, "warmup_ms", minimum=0),
         "v_init": _float(config.v_init, "v_init"),
         "celsius": _float(config.celsius, "celsius"),
@@ -161,13 +143,6 @@ def _whole_number(value, name: str, minimum: int) -> int:
     if number != round(number) or number < minimum:
         raise ConfigError(f"{name} must be a whole number >= {minimum}, got {value!r}")
     return int(round(number))
-
-
-def _secondorder(value) -> int:
-    number = _whole_number(value, "secondorder", minimum=0)
-    if number not in SECONDORDER_METHODS:
-        raise ConfigError(f"secondorder must be 0 (backward Euler), 1 or 2 (Crank-Nicolson), got {value!r}")
-    return number
 
 
 def _choice(value, name: str, choices: Sequence[str]) -> str:
@@ -376,7 +351,8 @@ class CellSimulator:
 
     def run_inputs(self, inputs: SynapticInput) -> None:
         """Initialise the cell and integrate through all of ``inputs`` (warm-up included)."""
-        apply_solver(self.config.solver)  # also CVode off: another user of NEURON may have switched it on
+        h.CVode().active(0)  # another user of this process's NEURON may have switched it on
+        h.dt = self.config.dt
         h.celsius = self.config.celsius
         h.finitialize(self.config.v_init)
         self._queue_events(inputs)  # after finitialize, which empties the event queue
