@@ -643,7 +643,8 @@ class SurrogateCell(LFPy.Cell):
     def strip_hoc_objects(self) -> None:
         """LFPy's ``strip_hoc_objects``; the synapses' NetStims are kept as their settings, which
         is all :meth:`input_spike_times` reads, so the cell can be pickled (``cellpickler``)."""
-        self._hoc_netstimlist = _NetStimList(NetStimSettings.of(netstim) for netstim in self._hoc_netstimlist)
+        netstims = getattr(self, "_hoc_netstimlist", ())  # absent when the constructor failed
+        self._hoc_netstimlist = _NetStimList(NetStimSettings.of(netstim) for netstim in netstims)
         super().strip_hoc_objects()
 
     def insert_v_ext(self, v_ext, t_ext):
