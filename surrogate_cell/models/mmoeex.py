@@ -27,11 +27,12 @@ from .registry import register_family
 
 
 @dataclass
-class MMoEExConfig(MMoEConfig):
-    """MMoE configuration plus the gate-mask options.
+class GateMaskOptions:
+    """The MMoEEx gate-mask options, added to an MMoE configuration (published or stable).
 
-    ``exclusion=False``: exclusivity (expert usable by one task only);
-    ``exclusion=True``: the expert is removed from one task only.
+    ``exclusivity_fraction``: the fraction of experts singled out (at least one if > 0);
+    ``exclusion=False``: each is exclusive to one random task; ``exclusion=True``: each is
+    hidden from one random task; ``mask_seed`` seeds the choice.
     """
 
     exclusivity_fraction: float = 0.1
@@ -39,10 +40,15 @@ class MMoEExConfig(MMoEConfig):
     mask_seed: int = 0
 
     def __post_init__(self) -> None:
-        """Validate the fraction."""
+        """Validate the fraction (after the configuration's own checks)."""
         super().__post_init__()
         if not 0.0 <= self.exclusivity_fraction <= 1.0:
             raise ValueError("exclusivity_fraction must lie in [0, 1]")
+
+
+@dataclass
+class MMoEExConfig(GateMaskOptions, MMoEConfig):
+    """MMoE configuration plus the gate-mask options (:class:`GateMaskOptions`)."""
 
 
 def n_special_experts(n_experts: int, fraction: float) -> int:

@@ -43,7 +43,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .base import split_outputs
-from .mmoeex import MaskedGates
+from .mmoeex import GateMaskOptions, MaskedGates
 from .registry import register_family
 from .srm import SRM, SRM_FLOAT16_WEIGHTS, GroupedLinear, SRMConfig, srm_data_fields
 from .tcn import MaskDropout
@@ -77,23 +77,8 @@ class SRMMoEConfig(SRMConfig):
 
 
 @dataclass
-class SRMMoEExConfig(SRMMoEConfig):
-    """:class:`SRMMoEConfig` plus the MMoEEx gate mask.
-
-    ``exclusivity_fraction``: the fraction of experts singled out (at least one if > 0);
-    ``exclusion: false``: each is exclusive to one random task; ``exclusion: true``: each is
-    hidden from one random task; ``mask_seed`` seeds the choice.
-    """
-
-    exclusivity_fraction: float = 0.1
-    exclusion: bool = False
-    mask_seed: int = 0
-
-    def __post_init__(self) -> None:
-        """Validate the fraction (and that every task keeps an expert)."""
-        super().__post_init__()
-        if not 0.0 <= self.exclusivity_fraction <= 1.0:
-            raise ValueError("exclusivity_fraction must lie in [0, 1]")
+class SRMMoEExConfig(GateMaskOptions, SRMMoEConfig):
+    """:class:`SRMMoEConfig` plus the MMoEEx gate mask (:class:`~.mmoeex.GateMaskOptions`)."""
 
 
 class GroupedExperts(nn.Module):
