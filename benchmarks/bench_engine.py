@@ -4,7 +4,8 @@ Prints, from one run on this machine:
 
 * NEURON through LFPy: the default ``l5pc`` with one excitatory (AMPANMDA) and one inhibitory
   (GABAA) synapse per dendritic segment, Poisson (Bernoulli per 1 ms bin) input at
-  ``--rate`` events per ms, ``dt = 0.025``, ``rec_vmem``, ``rec_imem``, a ``RecExtElectrode``
+  ``--rate`` events per ms, the project's NEURON solver (``surrogate_cell.cells.solver.DEFAULT_SOLVER``:
+  Crank-Nicolson, dt = 0.025 ms), ``rec_vmem``, ``rec_imem``, a ``RecExtElectrode``
   with a few contacts and a ``CurrentDipoleMoment``; seconds per simulated second.
 * The fast steppers (:func:`make_stepper`: :class:`IncrementalStepper` for the random-weight
   paper-size MH and MMoE models, :class:`SRMStepper` for the SRM of
@@ -45,6 +46,7 @@ import torch  # noqa: E402
 
 from surrogate_cell.cells import l5pc  # noqa: E402
 from surrogate_cell.cells.layout import cell_layout  # noqa: E402
+from surrogate_cell.cells.solver import DEFAULT_SOLVER, neuron_solver  # noqa: E402
 from surrogate_cell.config import PACKAGED_CONFIGS  # noqa: E402
 from surrogate_cell.engine import FullWindowStepper, make_stepper  # noqa: E402
 from surrogate_cell.engine.dense import DenseProduct  # noqa: E402
@@ -126,7 +128,8 @@ def neuron_seconds_per_second(cell, layout, duration_ms: int, rate: float, seed:
     electrode = LFPy.RecExtElectrode(cell, x=np.full(4, 30.0), y=np.zeros(4), z=contacts)
     dipole = LFPy.CurrentDipoleMoment(cell)
     start = time.perf_counter()
-    cell.simulate(probes=[electrode, dipole], rec_vmem=True, rec_imem=True)
+    with neuron_solver(DEFAULT_SOLVER):  # the training data's solver; the cell was built with its dt
+        cell.simulate(probes=[electrode, dipole], rec_vmem=True, rec_imem=True)
     return (time.perf_counter() - start) / (duration_ms / 1000.0)
 
 
@@ -317,7 +320,7 @@ def main() -> None:
           f"(OMP_WAIT_POLICY={os.environ['OMP_WAIT_POLICY']}), load average "
           f"{os.getloadavg()[0]:.2f}; event rate {args.rate} per synapse per ms", flush=True)
 
-    cell = l5pc(tstop=float(args.neuron_ms), dt=0.025)
+    cell = l5pc(tstop=float(args.neuron_ms), dt=DEFAULT_SOLVER.dt)
     layout = cell_layout(cell, SYNAPSE_SECTION_TYPES)
     shape = CellShape(2 * layout.input_segments.size, layout.n_segments)
     print(f"default cell: {shape.n_segments} segments, {shape.n_events} event channels "
@@ -334,7 +337,8 @@ def main() -> None:
 
     neuron_s = neuron_seconds_per_second(cell, layout, args.neuron_ms, args.rate)
     del cell
-    print(f"NEURON (LFPy, dt 0.025, vmem + imem + electrode + dipole), 1 cell x {args.neuron_ms} ms: "
+    print(f"NEURON (LFPy, {DEFAULT_SOLVER.description}, vmem + imem + electrode + dipole), "
+          f"1 cell x {args.neuron_ms} ms: "
           f"{neuron_s:.1f} s per simulated second", flush=True)
 
     print("Incremental engine (times scaled to 1 simulated second per cell):")

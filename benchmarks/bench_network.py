@@ -47,6 +47,7 @@ from bench_engine import (  # noqa: E402
 
 from surrogate_cell.cells import l5pc  # noqa: E402
 from surrogate_cell.cells.layout import SYNAPSE_SECTION_TYPES, cell_layout  # noqa: E402
+from surrogate_cell.cells.solver import DEFAULT_SOLVER  # noqa: E402
 from surrogate_cell.checkpoint import cell_meta_from_layout, model_meta, save_checkpoint  # noqa: E402
 from surrogate_cell.data.inputs import PoissonInputConfig  # noqa: E402
 from surrogate_cell.network import init_from_environment  # noqa: E402
@@ -146,7 +147,7 @@ def neuron_reference_seconds(args: argparse.Namespace) -> float:
     """NEURON wall seconds per simulated second of one default cell with similar input."""
     if args.neuron_seconds_per_second is not None:
         return args.neuron_seconds_per_second
-    cell = l5pc(tstop=float(args.neuron_ms), dt=0.025)
+    cell = l5pc(tstop=float(args.neuron_ms), dt=DEFAULT_SOLVER.dt)  # run inside neuron_solver(DEFAULT_SOLVER)
     layout = cell_layout(cell, SYNAPSE_SECTION_TYPES)
     rate_per_ms = PoissonInputConfig().exc_rate_hz / 1000.0
     return neuron_seconds_per_second(cell, layout, args.neuron_ms, rate_per_ms)

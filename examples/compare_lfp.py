@@ -20,6 +20,7 @@ import numpy as np
 
 from surrogate_cell.cell import SurrogateCell
 from surrogate_cell.cells import l5pc
+from surrogate_cell.cells.solver import DEFAULT_SOLVER, neuron_solver
 from surrogate_cell.checkpoint import read_checkpoint
 from surrogate_cell.data.inputs import (
     draw_inputs,
@@ -83,7 +84,8 @@ def run_neuron(cell, inputs, events) -> dict:
     electrode = LFPy.RecExtElectrode(cell, **electrode_positions(), sigma=0.3)
     dipole = LFPy.CurrentDipoleMoment(cell)
     started = time.perf_counter()
-    cell.simulate(probes=[electrode, dipole], rec_vmem=True)
+    with neuron_solver(DEFAULT_SOLVER):  # as in the training data; the cell was built with its dt
+        cell.simulate(probes=[electrode, dipole], rec_vmem=True)
     wall = time.perf_counter() - started
     every_ms = int(round(1.0 / cell.dt))
     result = {"vmem": cell.vmem[:, ::every_ms], "lfp": electrode.data[:, ::every_ms],
@@ -198,10 +200,10 @@ def main(argv=None) -> dict:
     args = parse_arguments(argv)
     meta = read_checkpoint(resolve_model(args.model))["meta"]
     total_ms = args.warmup_ms + args.duration_ms
-    cell = l5pc(tstop=float(total_ms))
+    cell = l5pc(tstop=float(total_ms), dt=DEFAULT_SOLVER.dt)
     inputs, events, seed = draw_held_out_input(cell, meta, args.regime, total_ms, args.seed)
     print(f"model {args.model}; {args.regime} input, seed {seed}; {args.duration_ms} ms after "
-          f"{args.warmup_ms} ms of NEURON warm-up")
+          f"{args.warmup_ms} ms of NEURON warm-up; NEURON: {DEFAULT_SOLVER.description}")
     neuron = run_neuron(cell, inputs, events)
     del cell
     surrogate = run_surrogate(args.model, inputs, events, neuron, args.warmup_ms, args.duration_ms)

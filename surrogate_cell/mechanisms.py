@@ -85,7 +85,8 @@ def _check_compiler() -> None:
         )
 
 
-def _compile(source_dir: Path, target_dir: Path) -> None:
+def _compile(source_dir: Path, target_dir: Path, options: tuple[str, ...] = (),
+             library=_library_path) -> None:
     nrnivmodl = _find_nrnivmodl()
     _check_compiler()
     target_dir.parent.mkdir(parents=True, exist_ok=True)
@@ -95,15 +96,15 @@ def _compile(source_dir: Path, target_dir: Path) -> None:
         for mod_file in source_dir.glob("*.mod"):
             shutil.copy2(mod_file, build_dir)
         result = subprocess.run(
-            [nrnivmodl, "."], cwd=build_dir, capture_output=True, text=True, check=False
+            [nrnivmodl, *options, "."], cwd=build_dir, capture_output=True, text=True, check=False
         )
-        if result.returncode != 0 or not _library_path(build_dir).exists():
+        if result.returncode != 0 or not library(build_dir).exists():
             log = (result.stdout + result.stderr)[-4000:]
             raise MechanismError(f"nrnivmodl failed to compile {source_dir}:\n{log}")
         try:
             os.replace(build_dir, target_dir)
         except OSError:
-            if not _library_path(target_dir).exists():  # another process did not win the race
+            if not library(target_dir).exists():  # another process did not win the race
                 raise
 
 
@@ -114,6 +115,27 @@ def compiled_mechanisms_dir() -> Path:
     if not _library_path(target_dir).exists():
         _compile(source_dir, target_dir)
     return target_dir
+
+
+def _coreneuron_library_path(build_dir: Path) -> Path:
+    return build_dir / platform.machine() / "libcorenrnmech.so"
+
+
+def coreneuron_library() -> Path:
+    """Return CoreNEURON's library of the mechanisms (``libcorenrnmech.so``), compiling it if needed.
+
+    Built with ``nrnivmodl -coreneuron`` into its own cache folder (``<hash>-coreneuron``), so the
+    NEURON library that :func:`load_mechanisms` loads is never rebuilt for it; CoreNEURON maps the
+    mechanisms by name, and the two libraries give bit-identical results. Raises
+    :class:`MechanismError` when this NEURON has no CoreNEURON or the build fails.
+    """
+    source_dir = mechanisms_source_dir()
+    target_dir = cache_root() / "mechanisms" / f"{mechanisms_hash(source_dir)}-coreneuron"
+    if not _coreneuron_library_path(target_dir).exists():
+        if not (Path(_find_nrnivmodl()).parent / "nrnivmodl-core").exists() and not shutil.which("nrnivmodl-core"):
+            raise MechanismError("This NEURON installation has no CoreNEURON (nrnivmodl-core not found).")
+        _compile(source_dir, target_dir, ("-coreneuron",), _coreneuron_library_path)
+    return _coreneuron_library_path(target_dir)
 
 
 def load_mechanisms() -> Path:

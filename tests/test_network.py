@@ -22,6 +22,7 @@ import torch
 from surrogate_cell.cell import SurrogateCell
 from surrogate_cell.cells import l5pc
 from surrogate_cell.cells.layout import SYNAPSE_SECTION_TYPES, cell_layout
+from surrogate_cell.cells.solver import neuron_solver
 from surrogate_cell.checkpoint import save_untrained_checkpoint
 from surrogate_cell.network import (
     Connection,
@@ -333,13 +334,12 @@ def test_cloned_neuron_cell_behaves_like_the_built_one():
             netcon.weight[0] = 1.0
             keep.append((synapse, netcon, time_ms))
     recordings = [h.Vector().record(cell_segments[0]._ref_v, 1.0) for cell_segments in segments]
-    h.load_file("stdrun.hoc")
-    h.CVode().active(0)
-    h.dt, h.celsius = 0.025, 34.0
-    h.finitialize(-76.0)
-    for _, netcon, time_ms in keep:
-        netcon.event(time_ms)
-    h.continuerun(30.0)
+    h.celsius = 34.0
+    with neuron_solver():  # the project's NEURON settings
+        h.finitialize(-76.0)
+        for _, netcon, time_ms in keep:
+            netcon.event(time_ms)
+        h.continuerun(30.0)
     assert np.ptp(recordings[0].as_numpy()) > 1.0
     np.testing.assert_allclose(recordings[1].as_numpy(), recordings[0].as_numpy(), atol=1e-6)
 

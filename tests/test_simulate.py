@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 
 from surrogate_cell.cells import l5pc
+from surrogate_cell.cells.solver import neuron_solver, solver_from_config
 from surrogate_cell.data.generate import generate
 from surrogate_cell.data.inputs import events_to_spike_times
 from surrogate_cell.data.simulation import (
@@ -169,7 +170,8 @@ def test_replaying_stored_events_through_lfpy_synapses_reproduces_the_voltages(r
     for segment, kind, row in zip(layout.synapse_segments, layout.synapse_kinds, layout.synapse_event_rows):
         synapse = LFPy.Synapse(cell, idx=int(segment), syntype=SYNAPSE_MECHANISMS[kind], weight=1.0)
         synapse.set_spike_times(spike_times[kind][row])
-    cell.simulate(rec_vmem=True)
+    with neuron_solver(solver_from_config(config)):  # the data set's dt and secondorder
+        cell.simulate(rec_vmem=True)
 
     steps_per_ms = round(1.0 / config["dt"])
     window = slice(WARMUP_MS * steps_per_ms, (WARMUP_MS + DURATION_MS) * steps_per_ms)

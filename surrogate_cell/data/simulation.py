@@ -4,14 +4,19 @@ A :class:`CellSimulator` builds the Hay L5PC once, places one excitatory (``AMPA
 one inhibitory (``GABAA``) synapse on every synapse-carrying segment and then runs any
 number of simulations. Each simulation draws its synaptic input (see
 :mod:`surrogate_cell.data.inputs`) for ``warmup_ms + duration_ms``, delivers the events at
-whole ms through ``NetCon.event`` and integrates with NEURON's fixed step. The input also
+whole ms through ``NetCon.event`` and integrates with NEURON's fixed step, by default
+Crank–Nicolson at dt = 0.025 ms (:func:`surrogate_cell.cells.solver.neuron_solver`, the
+settings every NEURON comparison of the project uses), in NEURON's own loop or, with
+``engine="coreneuron"``, in CoreNEURON (bit-identical results, less CPU time). The input also
 drives the warm-up, so the recorded window starts from a state typical of the input
 regime rather than from rest; the warm-up is simulated and then discarded.
 
 Recordings are NEURON point samples (``Vector.record(ref, Dt)``): the voltage of every
 segment at every whole ms and the soma voltage ``soma_samples_per_ms`` times per ms.
 Sample ``k`` is the voltage at exactly ``warmup_ms + k`` ms (``Dt`` is a whole number of
-steps, and NEURON takes a ``Dt`` sample at the step that starts at that time).
+steps, and NEURON takes a ``Dt`` sample at the step that starts at that time). CoreNEURON
+records every step instead (it cannot record at intervals), and the same samples are taken
+from those after every stretch of the run.
 """
 
 from __future__ import annotations
@@ -31,6 +36,13 @@ from surrogate_cell.cells.layout import (
     SYNAPSE_SECTION_TYPES,
     cell_layout,
 )
+from surrogate_cell.cells.solver import (
+    DEFAULT_SOLVER,
+    SECONDORDER_METHODS,
+    NeuronSolver,
+    neuron_solver,
+    run_coreneuron,
+)
 from surrogate_cell.config import check_keys, dataclass_fields, read_mapping, resolve_config
 from surrogate_cell.data.inputs import (
     InputConfig,
@@ -49,6 +61,8 @@ TREE_OF_SECTION_TYPE = {"basal": "basal", "apical": "apical", "oblique": "apical
 """Input tree (see :data:`surrogate_cell.data.inputs.TREES`) of each synapse-carrying section type."""
 
 _STEP_TOLERANCE = 1e-9
+ENGINES = ("neuron", "coreneuron")
+"""Who integrates: NEURON's own loop or CoreNEURON (same solver settings, bit-identical results)."""
 
 
 class ConfigError(ValueError):
@@ -67,6 +81,9 @@ class SimulationConfig:
     """Everything that defines how one training simulation is run and stored.
 
     ``dt`` (ms) is NEURON's fixed time step; one ms must be a whole number of steps.
+    ``secondorder`` is NEURON's method: 2 Crank–Nicolson (default), 0 backward Euler (the
+    project's method before; NEURON's default). Both default to
+    :data:`surrogate_cell.cells.solver.DEFAULT_SOLVER` (``solver`` gives them as one object).
     ``warmup_ms`` (whole ms) is simulated with input and discarded. ``v_init`` (mV) and
     ``celsius`` (degC) initialise the cell. ``synapse_section_types`` lists the section
     types (of basal, apical, oblique) whose every segment gets one excitatory and one
@@ -78,7 +95,8 @@ class SimulationConfig:
     the data configs ``default.yaml``, ``poisson.yaml`` and ``published_high_drive.yaml``).
     """
 
-    dt: float = 0.025
+    dt: float = DEFAULT_SOLVER.dt
+    secondorder: int = DEFAULT_SOLVER.secondorder
     warmup_ms: int = 200
     v_init: float = -76.0
     celsius: float = 34.0
@@ -99,6 +117,11 @@ class SimulationConfig:
         return round(1.0 / self.dt)
 
     @property
+    def solver(self) -> NeuronSolver:
+        """NEURON's integration settings (``dt``, ``secondorder``) for :func:`neuron_solver`."""
+        return NeuronSolver(dt=self.dt, secondorder=self.secondorder)
+
+    @property
     def input_config(self) -> InputConfig:
         """The input regime as a typed config for :func:`draw_inputs`."""
         return input_config_from_dict(self.inputs)
@@ -108,6 +131,7 @@ def _validated_fields(config: SimulationConfig) -> dict:
     """Coerced values of all fields of ``config``; raises ConfigError naming a bad field."""
     values = {
         "dt": _positive_float(config.dt, "dt"),
+        "secondorder": _secondorder(config.secondorder),
         "warmup_ms": _whole_number(config.warmup_ms, "warmup_ms", minimum=0),
         "v_init": _float(config.v_init, "v_init"),
         "celsius": _float(config.celsius, "celsius"),
@@ -143,6 +167,13 @@ def _whole_number(value, name: str, minimum: int) -> int:
     if number != round(number) or number < minimum:
         raise ConfigError(f"{name} must be a whole number >= {minimum}, got {value!r}")
     return int(round(number))
+
+
+def _secondorder(value) -> int:
+    number = _whole_number(value, "secondorder", minimum=0)
+    if number not in SECONDORDER_METHODS:
+        raise ConfigError(f"secondorder must be 0 (backward Euler), 1 or 2 (Crank-Nicolson), got {value!r}")
+    return number
 
 
 def _choice(value, name: str, choices: Sequence[str]) -> str:
@@ -253,6 +284,7 @@ class SimulationResult:
     inputs_inh_totals: np.ndarray | None
     wall_time_s: float
     segment_hash: str
+    engine: str = "neuron"
 
     @property
     def duration_ms(self) -> int:
@@ -288,12 +320,60 @@ class _Recorders:
         rate = self.soma_samples_per_ms
         return self.soma_vector.as_numpy()[start_ms * rate:(start_ms + n_ms) * rate].copy()
 
+    def take(self) -> None:
+        """After each stretch of a run (nothing to do: NEURON keeps the samples)."""
+
+
+class _SteppedRecorders(_Recorders):
+    """The same samples from every-step recordings (CoreNEURON), taken and cleared after every stretch."""
+
+    def __init__(self, segments: list, soma_segment, soma_samples_per_ms: int):
+        self.segment_vectors = [h.Vector() for _ in segments]
+        for vector, segment in zip(self.segment_vectors, segments):
+            vector.record(segment._ref_v)
+        self.soma_vector = h.Vector()
+        self.soma_vector.record(soma_segment._ref_v)
+        self.soma_samples_per_ms = soma_samples_per_ms
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget the samples of an earlier run (call before ``finitialize``)."""
+        self._steps_taken = 0
+        self._segment_parts: list[np.ndarray] = []
+        self._soma_parts: list[np.ndarray] = []
+
+    def take(self) -> None:
+        """Keep the whole-ms and soma samples of the steps recorded since the last call; clear the
+        vectors. Call it during the run (the grid is that of the present ``h.dt``)."""
+        steps_per_ms = round(1.0 / h.dt)
+        soma_every = steps_per_ms // self.soma_samples_per_ms
+        first = self._steps_taken  # step index of this stretch's first sample (0: t = 0)
+        self._segment_parts.append(np.stack([vector.as_numpy()[-first % steps_per_ms::steps_per_ms].copy()
+                                             for vector in self.segment_vectors]))
+        self._soma_parts.append(self.soma_vector.as_numpy()[-first % soma_every::soma_every].copy())
+        self._steps_taken += len(self.soma_vector)
+        for vector in (*self.segment_vectors, self.soma_vector):
+            vector.resize(0)
+
+    def voltages(self, start_ms: int, n_ms: int) -> np.ndarray:
+        samples = np.concatenate(self._segment_parts, axis=1)
+        if samples.shape[1] < start_ms + n_ms:
+            raise RuntimeError(f"CoreNEURON recorded {samples.shape[1]} samples, expected at least {start_ms + n_ms}")
+        return samples[:, start_ms:start_ms + n_ms]
+
+    def soma(self, start_ms: int, n_ms: int) -> np.ndarray:
+        rate = self.soma_samples_per_ms
+        return np.concatenate(self._soma_parts)[start_ms * rate:(start_ms + n_ms) * rate].copy()
+
 
 class CellSimulator:
     """The L5PC with its synapses, built once in this process and run many times.
 
     ``record=False`` leaves out all recorders (used to time raw NEURON); such a simulator
-    can :meth:`run_inputs` but not :meth:`simulate`.
+    can :meth:`run_inputs` but not :meth:`simulate`. ``engine`` (:data:`ENGINES`) chooses
+    NEURON's own loop or CoreNEURON, which gives bit-identical results for less CPU time and
+    compiles the mechanisms' CoreNEURON library on first use
+    (:func:`surrogate_cell.mechanisms.coreneuron_library`).
 
     Building another LFPy cell in the same process deletes this one's sections (LFPy's
     default), and NEURON crashes at the next initialisation if NetCons still target
@@ -302,17 +382,23 @@ class CellSimulator:
     """
 
     def __init__(self, config: SimulationConfig, morphology: str | Path | None = None,
-                 record: bool = True):
+                 record: bool = True, engine: str = "neuron"):
+        if engine not in ENGINES:
+            raise ConfigError(f"engine must be one of {list(ENGINES)}, got {engine!r}")
         self.config = config
+        self.engine = engine
         self.cell = l5pc(morphology, dt=config.dt, v_init=config.v_init, celsius=config.celsius)
         self.layout = cell_layout(self.cell, config.synapse_section_types)
         self.segment_hash = self.layout.segment_hash
         segments = [seg for sec in self.cell.allseclist for seg in sec]
         self._synapses, self._netcons = self._create_synapses(segments)
-        self._recorders = (
-            _Recorders(segments, segments[self.layout.soma_segment], config.soma_samples_per_ms)
-            if record else None
-        )
+        soma = segments[self.layout.soma_segment]
+        if not record:
+            self._recorders = None
+        elif engine == "coreneuron":
+            self._recorders = _SteppedRecorders(segments, soma, config.soma_samples_per_ms)
+        else:
+            self._recorders = _Recorders(segments, soma, config.soma_samples_per_ms)
         h.load_file("stdrun.hoc")
 
     def close(self) -> None:
@@ -351,12 +437,20 @@ class CellSimulator:
 
     def run_inputs(self, inputs: SynapticInput) -> None:
         """Initialise the cell and integrate through all of ``inputs`` (warm-up included)."""
-        h.CVode().active(0)  # another user of this process's NEURON may have switched it on
-        h.dt = self.config.dt
-        h.celsius = self.config.celsius
-        h.finitialize(self.config.v_init)
-        self._queue_events(inputs)  # after finitialize, which empties the event queue
-        h.continuerun(float(inputs.n_ms))
+        # the solver (also CVode off: another user of NEURON may have switched it on) for this run only
+        with neuron_solver(self.config.solver):
+            h.celsius = self.config.celsius
+            if self.engine == "neuron":
+                h.finitialize(self.config.v_init)
+                self._queue_events(inputs)  # after finitialize, which empties the event queue
+                h.continuerun(float(inputs.n_ms))
+                return
+            if self._recorders is not None:
+                self._recorders.reset()
+            h.finitialize(self.config.v_init)
+            self._queue_events(inputs)
+            run_coreneuron(float(inputs.n_ms),
+                           after_chunk=None if self._recorders is None else self._recorders.take)
 
     def _queue_events(self, inputs: SynapticInput) -> None:
         for kind, events in (("exc", inputs.exc), ("inh", inputs.inh)):
@@ -403,4 +497,5 @@ class CellSimulator:
             inputs_inh_totals=inputs.inh_totals,
             wall_time_s=wall_time_s,
             segment_hash=self.segment_hash,
+            engine=self.engine,
         )

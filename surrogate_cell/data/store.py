@@ -26,6 +26,7 @@ import h5py
 import numpy as np
 
 from surrogate_cell.cells.layout import CellLayout
+from surrogate_cell.cells.solver import with_solver_fields
 from surrogate_cell.data.inputs import pack_events, unpack_events
 
 if TYPE_CHECKING:
@@ -237,6 +238,7 @@ def _simulation_attrs(result: SimulationResult) -> dict:
         "duration_ms": result.duration_ms,
         "n_spikes": len(result.spike_times),
         "wall_time_s": result.wall_time_s,
+        "engine": result.engine,
     }
     optional = {"inputs_interval_ms": result.inputs_interval_ms,
                 "inputs_smoothing_sigma_ms": result.inputs_smoothing_sigma_ms}
@@ -310,6 +312,8 @@ def _root_attrs(path, h5: h5py.File) -> dict:
     if attrs["format_version"] != FORMAT_VERSION:
         raise DataSetError(f"{path} has data format version {attrs['format_version']}, this "
                            f"surrogate_cell reads version {FORMAT_VERSION}")
+    if isinstance(attrs.get("config"), dict):  # files from before 'secondorder': backward Euler
+        attrs["config"] = with_solver_fields(attrs["config"])
     return attrs
 
 

@@ -25,12 +25,12 @@ from tqdm.auto import tqdm
 
 from surrogate_cell.cell import TRAINED_WEIGHT, build_cell
 from surrogate_cell.cells.layout import EVENT_KINDS, SYNAPSE_MECHANISMS, cell_layout
+from surrogate_cell.cells.solver import DEFAULT_SOLVER, NeuronSolver, neuron_solver
 from surrogate_cell.checkpoint import check_cell
 from surrogate_cell.network.network import SurrogateNetwork
 from surrogate_cell.network.recording import NetworkResult
 from surrogate_cell.network.templates import CellTemplate
 
-NEURON_DT_MS = 0.025
 PROGRESS_STEP_MS = 10.0
 ION_VARIABLES = ("e{ion}", "{ion}i", "{ion}o")
 """Ion values copied to clones: reversal potential and concentrations (currents are computed)."""
@@ -110,21 +110,22 @@ def template_blueprint(template: CellTemplate, dt: float) -> list[SectionBluepri
 class NeuronNetwork:
     """A single-process :class:`SurrogateNetwork` rebuilt with NEURON cells (see the module docstring).
 
-    ``dt`` is NEURON's time step (ms). Build it after the surrogate network is complete; it
+    ``solver`` is NEURON's integration (time step and method; default: the project's, as in the
+    training data, see :mod:`surrogate_cell.cells.solver`). Build it after the surrogate network is complete; it
     deletes all NEURON sections of the process, so build the surrogate network's templates
     (its ``add_population`` calls) first, and :meth:`close` it before building other cells.
     """
 
-    def __init__(self, network: SurrogateNetwork, dt: float = NEURON_DT_MS):
+    def __init__(self, network: SurrogateNetwork, solver: NeuronSolver = DEFAULT_SOLVER):
         if network.shard.is_distributed:
             raise ValueError("NeuronNetwork needs the whole network in one process; run it without torchrun.")
-        self.network, self.dt = network, dt
+        self.network, self.solver, self.dt = network, solver, solver.dt
         self.templates = {name: network.template(name) for name in network.populations}
         v_inits = {template.v_init for template in self.templates.values()}
         if len(v_inits) != 1:
             raise ValueError(f"NeuronNetwork needs one v_init for all populations, got {sorted(v_inits)}.")
         self.v_init = v_inits.pop()
-        blueprints = {id(t): template_blueprint(t, dt) for t in self.templates.values()}
+        blueprints = {id(t): template_blueprint(t, solver.dt) for t in self.templates.values()}
         self.cells = [instantiate(blueprints[id(self.templates[name])], f"cell{gid}")
                       for name in network.populations for gid in network.gids(name)]
         self.template_of_gid = [self.templates[name] for name in network.populations
@@ -232,18 +233,18 @@ class NeuronNetwork:
     def run(self, duration_ms: int, record_soma: bool = True, progress: bool = True) -> NetworkResult:
         """Simulate ``duration_ms`` from rest; returns spikes, soma voltages and probe signals every ms."""
         h.load_file("stdrun.hoc")
-        h.CVode().active(0)
         h.CVode().use_fast_imem(1)
-        h.dt, h.celsius = self.dt, float(self._celsius())
+        h.celsius = float(self._celsius())
         recorders = self._recorders(record_soma)
         scheduled = self._input_events(duration_ms)
-        h.finitialize(self.v_init)
-        for netcon, time_ms in scheduled:  # after finitialize, which empties the event queue
-            netcon.event(time_ms)
-        # one step past the end: NEURON takes the sample at t = duration_ms in the step after it
-        stops = np.append(np.arange(PROGRESS_STEP_MS, duration_ms, PROGRESS_STEP_MS), duration_ms + self.dt)
-        for stop in tqdm(stops, desc="NEURON network", unit="x10 ms", disable=not progress):
-            h.continuerun(float(stop))
+        with neuron_solver(self.solver):  # for this run only
+            h.finitialize(self.v_init)
+            for netcon, time_ms in scheduled:  # after finitialize, which empties the event queue
+                netcon.event(time_ms)
+            # one step past the end: NEURON takes the sample at t = duration_ms in the step after it
+            stops = np.append(np.arange(PROGRESS_STEP_MS, duration_ms, PROGRESS_STEP_MS), duration_ms + self.dt)
+            for stop in tqdm(stops, desc="NEURON network", unit="x10 ms", disable=not progress):
+                h.continuerun(float(stop))
         return self._result(duration_ms, recorders)
 
     def _celsius(self) -> float:

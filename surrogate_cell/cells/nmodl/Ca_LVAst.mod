@@ -26,6 +26,7 @@ BREAKPOINT {
     SOLVE states METHOD cnexp
     g = gbar*m*m*h
     ica = g*(v - eca)
+    CONDUCTANCE g USEION ca  : di/dv = g: NEURON skips evaluating the current a second time
 }
 DERIVATIVE states {
     rates(v)

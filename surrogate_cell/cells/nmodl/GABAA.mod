@@ -38,6 +38,7 @@ BREAKPOINT {
     SOLVE states METHOD cnexp
     g = gmax*(B - A)
     i = g*(v - e)
+    CONDUCTANCE g  : di/dv = g: NEURON skips evaluating the current a second time
 }
 DERIVATIVE states {
     A' = -A/tau_r

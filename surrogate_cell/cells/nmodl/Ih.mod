@@ -25,6 +25,7 @@ BREAKPOINT {
     SOLVE states METHOD cnexp
     g = gbar*m
     ihcn = g*(v - ehcn)
+    CONDUCTANCE g  : di/dv = g: NEURON skips evaluating the current a second time
 }
 DERIVATIVE states {
     rates(v)

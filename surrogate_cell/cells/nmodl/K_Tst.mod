@@ -26,6 +26,7 @@ BREAKPOINT {
     SOLVE states METHOD cnexp
     g = gbar*m*m*m*m*h
     ik = g*(v - ek)
+    CONDUCTANCE g USEION k  : di/dv = g: NEURON skips evaluating the current a second time
 }
 DERIVATIVE states {
     rates(v)

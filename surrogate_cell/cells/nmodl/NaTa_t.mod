@@ -30,6 +30,7 @@ BREAKPOINT {
     SOLVE states METHOD cnexp
     g = gbar*m*m*m*h
     ina = g*(v - ena)
+    CONDUCTANCE g USEION na  : di/dv = g: NEURON skips evaluating the current a second time
 }
 DERIVATIVE states {
     rates(v)

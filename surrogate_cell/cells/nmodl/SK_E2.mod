@@ -28,6 +28,7 @@ BREAKPOINT {
     SOLVE states METHOD cnexp
     g = gbar*z
     ik = g*(v - ek)
+    CONDUCTANCE g USEION k  : di/dv = g: NEURON skips evaluating the current a second time
 }
 DERIVATIVE states {
     rates(cai)
