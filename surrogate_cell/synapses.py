@@ -538,3 +538,48 @@ def bin_mean_current(delay_ms, dur_ms, amp_na, n_bins: int) -> np.ndarray:
     # the charge delivered up to each bin edge, (pulses, n_bins + 1); bin means are its differences
     charge = amp[:, None] * np.clip(edges[None, :] - delay[:, None], 0.0, dur[:, None])
     return np.diff(charge.sum(axis=0)).astype(np.float32)
+
+
+# --------------------------------------------------------------------------- model input channels
+
+
+DRIVE_NS_PER_US = 1000.0
+"""Drive channels carry conductances in nS (values of order 0.1-10), not uS."""
+
+
+def drive_channel_count(n_segments: int) -> int:
+    """Number of model input channels of a drive model: one per receptor and segment, plus the
+    somatic current."""
+    return len(RECEPTORS) * int(n_segments) + 1
+
+
+def drive_channels(conductance_us: np.ndarray, soma_current_na: np.ndarray) -> np.ndarray:
+    """The model input of a drive model, (T, channels) float32, from bin-mean conductances.
+
+    Channel ``r * n_segments + s`` is receptor ``RECEPTORS[r]`` of segment ``s`` in nS; the
+    last channel is the current injected into the soma (nA). Every value is the mean over one
+    1 ms model step.
+
+    Parameters
+    ----------
+    conductance_us : numpy.ndarray
+        (len(RECEPTORS), n_segments, T) bin-mean conductances (uS), as
+        :meth:`ConductanceDrive.block` returns them.
+    soma_current_na : numpy.ndarray
+        (T,) bin-mean somatic current (nA), e.g. :func:`bin_mean_current`.
+
+    Returns
+    -------
+    numpy.ndarray
+        (T, drive_channel_count(n_segments)) float32.
+    """
+    conductance_us = np.asarray(conductance_us)
+    n_receptors, n_segments, n_bins = conductance_us.shape
+    current = np.asarray(soma_current_na, dtype=np.float32).reshape(-1)
+    if n_receptors != len(RECEPTORS) or current.size != n_bins:
+        raise ValueError(f"expected conductances ({len(RECEPTORS)}, n_segments, T) and a current of T "
+                         f"values, got {conductance_us.shape} and {current.size}")
+    out = np.empty((n_bins, drive_channel_count(n_segments)), dtype=np.float32)
+    out[:, :-1] = conductance_us.reshape(-1, n_bins).T * DRIVE_NS_PER_US
+    out[:, -1] = current
+    return out

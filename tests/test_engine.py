@@ -160,14 +160,24 @@ def test_srm_stepper_equals_full_recompute_with_spike_feedback(spike_hidden, mem
         small_srm(spike_hidden=spike_hidden, members=members, **options), SRMStepper)
 
 
-def assert_fast_stepper_equals_full_recompute_with_spike_feedback(model, stepper_class) -> None:
+def random_drive(generator, *shape) -> torch.Tensor:
+    """Dense non-negative inputs, as drive channels (conductances in nS) are."""
+    return 2.0 * torch.rand(*shape, generator=generator, dtype=torch.float64)
+
+
+def test_srm_stepper_equals_full_recompute_on_dense_drive_input():
+    assert_fast_stepper_equals_full_recompute_with_spike_feedback(
+        small_srm(spike_hidden=5, drive_input=True), SRMStepper, draw=random_drive)
+
+
+def assert_fast_stepper_equals_full_recompute_with_spike_feedback(model, stepper_class, draw=random_events) -> None:
     """150 steps of random input: the family's fast stepper equals the full recompute (float64,
     1e-9), with somatic spikes (soma segment 2, threshold z 1.5) fed back along the way."""
     generator = torch.Generator().manual_seed(1)
     history = -70.0 + 5.0 * torch.randn(N_CELLS, 100, N_SEGMENTS, generator=generator)
     history[..., 2] = history[..., 2].clamp(max=-65.0)  # soma below its threshold (-62.5 mV) ...
     history[:, 40:99:13, 2] = -40.0  # ... but for a few spikes
-    events = random_events(generator, N_CELLS, 100, N_EVENTS)
+    events = draw(generator, N_CELLS, 100, N_EVENTS)
     reference = FullWindowStepper(model, NORMALISATION, N_CELLS, dtype=torch.float64)
     fast = make_stepper(model, NORMALISATION, N_CELLS, dtype=torch.float64)
     assert type(fast) is stepper_class
@@ -175,7 +185,7 @@ def assert_fast_stepper_equals_full_recompute_with_spike_feedback(model, stepper
     fast.reset(history, events)
     n_spikes = 0
     for step in range(150):
-        step_events = random_events(generator, N_CELLS, N_EVENTS)
+        step_events = draw(generator, N_CELLS, N_EVENTS)
         expected, got = reference.step(step_events), fast.step(step_events)
         torch.testing.assert_close(got, expected, rtol=1e-9, atol=1e-9, msg=f"step {step}")
         n_spikes += int((expected[:, 2] > -70.0 + 5.0 * 1.5).sum())

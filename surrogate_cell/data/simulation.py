@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 from neuron import h
 
-from surrogate_cell.cells import l5pc
+from surrogate_cell.cells import l5pc, segment_path_distances
 from surrogate_cell.cells.layout import (
     SYNAPSE_MECHANISMS,
     SYNAPSE_SECTION_TYPES,
@@ -43,7 +43,13 @@ from surrogate_cell.cells.solver import (
     neuron_solver,
     run_coreneuron,
 )
-from surrogate_cell.config import check_keys, dataclass_fields, read_mapping, resolve_config
+from surrogate_cell.config import (
+    check_keys,
+    dataclass_fields,
+    dataclass_from_mapping,
+    read_mapping,
+    resolve_config,
+)
 from surrogate_cell.data.inputs import (
     InputConfig,
     PublishedInputConfig,
@@ -52,6 +58,13 @@ from surrogate_cell.data.inputs import (
     events_to_spike_times,
     input_config_from_dict,
     input_config_to_dict,
+)
+from surrogate_cell.data.stimulus import (
+    MECHANISMS,
+    InputGeometry,
+    MixtureInputConfig,
+    Stimulus,
+    draw_stimulus,
 )
 from surrogate_cell.spikes import SPIKE_THRESHOLD_MV, spike_peak_times
 
@@ -122,9 +135,19 @@ class SimulationConfig:
         return NeuronSolver(dt=self.dt, secondorder=self.secondorder)
 
     @property
-    def input_config(self) -> InputConfig:
-        """The input regime as a typed config for :func:`draw_inputs`."""
-        return input_config_from_dict(self.inputs)
+    def input_config(self) -> InputConfig | MixtureInputConfig:
+        """The input regime as a typed config (:func:`draw_inputs` or, for the ``mixture``
+        regime, :func:`~surrogate_cell.data.stimulus.draw_stimulus`)."""
+        return parse_input_config(self.inputs)
+
+
+def parse_input_config(values: Mapping) -> InputConfig | MixtureInputConfig:
+    """The typed input config of ``{"regime": ..., **fields}`` (``published``, ``poisson`` or
+    ``mixture``); raises ValueError naming an unknown regime or field."""
+    if isinstance(values, Mapping) and values.get("regime") == MixtureInputConfig.regime:
+        fields = {key: value for key, value in values.items() if key != "regime"}
+        return dataclass_from_mapping(MixtureInputConfig, fields, "input regime 'mixture'", ValueError, "field")
+    return input_config_from_dict(values)
 
 
 def _validated_fields(config: SimulationConfig) -> dict:
@@ -195,7 +218,7 @@ def _section_types(value) -> tuple[str, ...]:
 
 def _normalised_inputs(value) -> dict:
     try:
-        return input_config_to_dict(input_config_from_dict(value))
+        return input_config_to_dict(parse_input_config(value))
     except (ValueError, TypeError) as error:
         raise ConfigError(f"inputs: {error}") from None
 
@@ -267,7 +290,8 @@ class SimulationResult:
     ``soma_samples_per_ms`` times per ms over the same window; ``spike_times`` the
     somatic spike peaks (ms from the window start, detected before the dtype cast).
     ``exc`` and ``inh`` are the bool input events of the whole simulated time
-    (warm-up included), one row per synapse-carrying segment.
+    (warm-up included), one row per synapse-carrying segment, for the ``published`` and
+    ``poisson`` regimes; the ``mixture`` regime gives a ``stimulus`` instead (None otherwise).
     """
 
     index: int
@@ -276,8 +300,8 @@ class SimulationResult:
     vmem: np.ndarray
     soma_v: np.ndarray
     spike_times: np.ndarray
-    exc: np.ndarray
-    inh: np.ndarray
+    exc: np.ndarray | None
+    inh: np.ndarray | None
     inputs_interval_ms: float | None
     inputs_smoothing_sigma_ms: float | None
     inputs_exc_totals: np.ndarray | None
@@ -285,6 +309,7 @@ class SimulationResult:
     wall_time_s: float
     segment_hash: str
     engine: str = "neuron"
+    stimulus: Stimulus | None = None
 
     @property
     def duration_ms(self) -> int:
@@ -391,6 +416,8 @@ class CellSimulator:
         self.layout = cell_layout(self.cell, config.synapse_section_types)
         self.segment_hash = self.layout.segment_hash
         segments = [seg for sec in self.cell.allseclist for seg in sec]
+        self._segments = segments
+        self._path_distances = None
         self._synapses, self._netcons = self._create_synapses(segments)
         soma = segments[self.layout.soma_segment]
         if not record:
@@ -435,22 +462,43 @@ class CellSimulator:
         return draw_inputs(self.config.input_config, trees, lengths, total_ms,
                            simulation_rng(base_seed, index))
 
-    def run_inputs(self, inputs: SynapticInput) -> None:
-        """Initialise the cell and integrate through all of ``inputs`` (warm-up included)."""
+    def run_inputs(self, inputs: SynapticInput | Stimulus) -> None:
+        """Initialise the cell and integrate through all of ``inputs`` (warm-up included): the
+        binary events of the published/Poisson regimes on the cell's own synapses, or a
+        :class:`~surrogate_cell.data.stimulus.Stimulus` with synapses and a somatic current of its own."""
+        if isinstance(inputs, Stimulus):
+            with _StimulusObjects(self, inputs) as objects:
+                self._integrate(inputs.n_ms, objects.queue_events)
+        else:
+            self._integrate(inputs.n_ms, lambda: self._queue_events(inputs))
+
+    def _integrate(self, n_ms: int, queue_events) -> None:
+        """finitialize, ``queue_events()`` (after it: finitialize empties the event queue), run ``n_ms``."""
         # the solver (also CVode off: another user of NEURON may have switched it on) for this run only
         with neuron_solver(self.config.solver):
             h.celsius = self.config.celsius
             if self.engine == "neuron":
                 h.finitialize(self.config.v_init)
-                self._queue_events(inputs)  # after finitialize, which empties the event queue
-                h.continuerun(float(inputs.n_ms))
+                queue_events()
+                h.continuerun(float(n_ms))
                 return
             if self._recorders is not None:
                 self._recorders.reset()
             h.finitialize(self.config.v_init)
-            self._queue_events(inputs)
-            run_coreneuron(float(inputs.n_ms),
+            queue_events()
+            run_coreneuron(float(n_ms),
                            after_chunk=None if self._recorders is None else self._recorders.take)
+
+    def input_geometry(self) -> InputGeometry:
+        """Where a :class:`~surrogate_cell.data.stimulus.Stimulus` may put synapses: the soma and
+        the synapse-carrying segments."""
+        layout = self.layout
+        if self._path_distances is None:
+            self._path_distances = segment_path_distances(self.cell)
+        return InputGeometry(
+            section_types=layout.section_types, length_um=layout.length,
+            path_distance_um=self._path_distances,
+            synapse_segments=np.union1d([layout.soma_segment], layout.input_segments))
 
     def _queue_events(self, inputs: SynapticInput) -> None:
         for kind, events in (("exc", inputs.exc), ("inh", inputs.inh)):
@@ -460,10 +508,15 @@ class CellSimulator:
 
     def simulate(self, base_seed: int, index: int, duration_ms: int) -> SimulationResult:
         """Draw the input of simulation ``index``, run it and collect the recordings."""
-        inputs = self.draw_inputs(base_seed, index, duration_ms)
+        config = self.config.input_config
+        if isinstance(config, MixtureInputConfig):
+            inputs = draw_stimulus(config, self.input_geometry(), self.config.warmup_ms + duration_ms,
+                                   simulation_rng(base_seed, index))
+        else:
+            inputs = self.draw_inputs(base_seed, index, duration_ms)
         return self.simulate_inputs(inputs, duration_ms, base_seed, index)
 
-    def simulate_inputs(self, inputs: SynapticInput, duration_ms: int, base_seed: int = -1,
+    def simulate_inputs(self, inputs: SynapticInput | Stimulus, duration_ms: int, base_seed: int = -1,
                         index: int = -1) -> SimulationResult:
         """Run given input (warm-up included, e.g. a perturbed copy of :meth:`draw_inputs`) and
         collect the recordings of its last ``duration_ms``; ``base_seed`` and ``index`` only label
@@ -477,9 +530,10 @@ class CellSimulator:
         self.run_inputs(inputs)
         return self._collect(base_seed, index, duration_ms, inputs, time.perf_counter() - started)
 
-    def _collect(self, base_seed: int, index: int, duration_ms: int, inputs: SynapticInput,
+    def _collect(self, base_seed: int, index: int, duration_ms: int, inputs: SynapticInput | Stimulus,
                  wall_time_s: float) -> SimulationResult:
         config, warmup = self.config, self.config.warmup_ms
+        stimulus = isinstance(inputs, Stimulus)
         soma_v = self._recorders.soma(warmup, duration_ms)
         spikes = spike_peak_times(soma_v, 1.0 / config.soma_samples_per_ms, config.spike_threshold_mv)
         return SimulationResult(
@@ -489,13 +543,63 @@ class CellSimulator:
             vmem=self._recorders.voltages(warmup, duration_ms).astype(config.voltage_dtype),
             soma_v=soma_v.astype(config.voltage_dtype),
             spike_times=spikes,
-            exc=inputs.exc,
-            inh=inputs.inh,
-            inputs_interval_ms=inputs.interval_ms,
-            inputs_smoothing_sigma_ms=inputs.smoothing_sigma_ms,
-            inputs_exc_totals=inputs.exc_totals,
-            inputs_inh_totals=inputs.inh_totals,
+            exc=None if stimulus else inputs.exc,
+            inh=None if stimulus else inputs.inh,
+            inputs_interval_ms=None if stimulus else inputs.interval_ms,
+            inputs_smoothing_sigma_ms=None if stimulus else inputs.smoothing_sigma_ms,
+            inputs_exc_totals=None if stimulus else inputs.exc_totals,
+            inputs_inh_totals=None if stimulus else inputs.inh_totals,
             wall_time_s=wall_time_s,
             segment_hash=self.segment_hash,
             engine=self.engine,
+            stimulus=inputs if stimulus else None,
         )
+
+
+class _StimulusObjects:
+    """The NEURON objects of one :class:`~surrogate_cell.data.stimulus.Stimulus` on a simulator's
+    cell: its synapses, one source-less NetCon each, and a somatic IClamp whose amplitude is played
+    from ``soma_current_na`` (one value per ms); all released on exit."""
+
+    def __init__(self, simulator: CellSimulator, stimulus: Stimulus):
+        self.stimulus = stimulus
+        segments = simulator._segments
+        self.synapses, self.netcons = [], []
+        for row in range(stimulus.n_synapses):  # building NEURON objects: once per simulation
+            synapse = getattr(h, MECHANISMS[stimulus.synapse_mechanism[row]])(
+                segments[stimulus.synapse_segment[row]])
+            _set_kinetics(synapse, MECHANISMS[stimulus.synapse_mechanism[row]], stimulus, row)
+            netcon = h.NetCon(None, synapse)
+            netcon.weight[0] = float(stimulus.synapse_weight[row])
+            self.synapses.append(synapse)
+            self.netcons.append(netcon)
+        soma = segments[simulator.layout.soma_segment]
+        self.clamp = h.IClamp(soma)
+        self.clamp.delay, self.clamp.dur, self.clamp.amp = 0.0, 1e9, 0.0
+        # piecewise constant as a continuous play with a repeated time at every ms: the one kind
+        # of Vector.play CoreNEURON takes over (its step-wise play aborts the transfer)
+        bounds = np.arange(stimulus.n_ms + 1, dtype=np.float64)
+        self.times = h.Vector(np.repeat(bounds, 2)[1:-1])
+        self.current = h.Vector(np.repeat(stimulus.soma_current_na.astype(np.float64), 2))
+        self.current.play(self.clamp._ref_amp, self.times, 1)
+
+    def queue_events(self) -> None:
+        """Queue every event on its synapse's NetCon (call after ``finitialize``)."""
+        netcons = self.netcons
+        for synapse, time_ms in zip(self.stimulus.event_synapse.tolist(), self.stimulus.event_time_ms.tolist()):
+            netcons[synapse].event(time_ms)
+
+    def __enter__(self) -> _StimulusObjects:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.current.play_remove()
+        self.netcons, self.synapses, self.clamp = [], [], None
+
+
+def _set_kinetics(synapse, mechanism: str, stimulus: Stimulus, row: int) -> None:
+    if mechanism == "ExpSyn":
+        synapse.tau, synapse.e = stimulus.synapse_tau_decay[row], stimulus.synapse_e[row]
+    elif mechanism == "Exp2Syn":
+        synapse.tau1, synapse.tau2 = stimulus.synapse_tau_rise[row], stimulus.synapse_tau_decay[row]
+        synapse.e = stimulus.synapse_e[row]

@@ -28,6 +28,7 @@ import numpy as np
 from surrogate_cell.cells.layout import CellLayout
 from surrogate_cell.cells.solver import with_solver_fields
 from surrogate_cell.data.inputs import pack_events, unpack_events
+from surrogate_cell.data.stimulus import Stimulus
 
 if TYPE_CHECKING:
     from surrogate_cell.data.simulation import SimulationResult
@@ -242,6 +243,8 @@ def _simulation_attrs(result: SimulationResult) -> dict:
     }
     optional = {"inputs_interval_ms": result.inputs_interval_ms,
                 "inputs_smoothing_sigma_ms": result.inputs_smoothing_sigma_ms}
+    if result.stimulus is not None:
+        optional["input_family"] = result.stimulus.family
     attrs.update({name: value for name, value in optional.items() if value is not None})
     return attrs
 
@@ -251,13 +254,30 @@ def _write_simulation_group(group: h5py.Group, result: SimulationResult, compres
     soma = group.create_dataset("soma_v", data=result.soma_v, **_compression_options(compression))
     soma.attrs["units"] = "mV"
     group.create_dataset("spike_times", data=np.asarray(result.spike_times, dtype=np.float64))
-    _write_events(group, "exc", result.exc, result.warmup_ms, compression)
-    _write_events(group, "inh", result.inh, result.warmup_ms, compression)
+    if result.stimulus is not None:
+        _write_stimulus(group, result.stimulus, compression)
+    else:
+        _write_events(group, "exc", result.exc, result.warmup_ms, compression)
+        _write_events(group, "inh", result.inh, result.warmup_ms, compression)
     for name in ("inputs_exc_totals", "inputs_inh_totals"):
         if getattr(result, name) is not None:
             group.create_dataset(name, data=getattr(result, name))
     for name, value in _simulation_attrs(result).items():
         group.attrs[name] = value
+
+
+def _write_stimulus(group: h5py.Group, stimulus: Stimulus, compression: str) -> None:
+    """The stimulus of a ``mixture`` simulation as group ``stimulus`` (whole simulated time)."""
+    target = group.create_group("stimulus")
+    options = _compression_options(compression)
+    for name in Stimulus.ARRAYS:
+        values = getattr(stimulus, name)
+        target.create_dataset(name, data=values, **(options if values.size else {}))
+    target.attrs["family"] = stimulus.family
+
+
+def _read_stimulus(group: h5py.Group) -> Stimulus:
+    return Stimulus(**{name: group[name][()] for name in Stimulus.ARRAYS}, family=str(group.attrs["family"]))
 
 
 def write_simulation(path: str | Path, result: SimulationResult, compression: str) -> None:
@@ -339,18 +359,20 @@ class SimulationRecord:
     ``soma_samples_per_ms`` samples per ms over the same window. ``spike_times``: somatic
     spike peaks (ms from the window start). ``exc``/``inh`` (n_input_segments,
     duration_ms) bool events aligned with ``vmem``; ``warmup_exc``/``warmup_inh`` the
-    events of the discarded warm-up. ``attrs``: seeds and diagnostics.
+    events of the discarded warm-up (all four None for a ``mixture`` simulation, which has a
+    ``stimulus`` instead, spanning the warm-up too). ``attrs``: seeds and diagnostics.
     """
 
     index: int
     vmem: np.ndarray
     soma_v: np.ndarray
     spike_times: np.ndarray
-    exc: np.ndarray
-    inh: np.ndarray
-    warmup_exc: np.ndarray
-    warmup_inh: np.ndarray
+    exc: np.ndarray | None
+    inh: np.ndarray | None
+    warmup_exc: np.ndarray | None
+    warmup_inh: np.ndarray | None
     attrs: dict
+    stimulus: Stimulus | None = None
 
     def all_events(self, kind: str) -> np.ndarray:
         """Events of ``kind`` ("exc" or "inh") over the whole simulated time, warm-up first."""
@@ -412,8 +434,9 @@ class DataSet:
         """Everything stored for simulation ``index``."""
         with open_h5(self.path) as h5:
             group = self._group(h5, index)
-            warmup_exc, exc = _read_events(group["exc"])
-            warmup_inh, inh = _read_events(group["inh"])
+            stimulus = _read_stimulus(group["stimulus"]) if "stimulus" in group else None
+            warmup_exc, exc = _read_events(group["exc"]) if stimulus is None else (None, None)
+            warmup_inh, inh = _read_events(group["inh"]) if stimulus is None else (None, None)
             return SimulationRecord(
                 index=int(index),
                 vmem=group["vmem"][()],
@@ -421,6 +444,7 @@ class DataSet:
                 spike_times=group["spike_times"][()],
                 exc=exc, inh=inh, warmup_exc=warmup_exc, warmup_inh=warmup_inh,
                 attrs={name: _plain(value) for name, value in group.attrs.items()},
+                stimulus=stimulus,
             )
 
 

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from surrogate_cell.data.stimulus import MixtureInputConfig, stimulus_drive
 from surrogate_cell.data.store import DataSet, DataSetError
 from surrogate_cell.models.normalisation import Normalisation
 
@@ -44,7 +45,10 @@ class RawSimulations:
     Attributes
     ----------
     events : numpy.ndarray
-        (n_sims, T, 2 * n_inputs) uint8 input events, excitatory rows then inhibitory rows.
+        The model input, (n_sims, T, channels): uint8 input events, excitatory rows then
+        inhibitory rows (input kind ``events``), or float16 drive channels, every segment's
+        conductance per receptor in nS and the somatic current in nA
+        (:func:`surrogate_cell.synapses.drive_channels`; input kind ``drive``).
     voltages_mv : numpy.ndarray
         (n_sims, n_segments, T) float32 voltages (mV) at whole milliseconds.
     spike_flags : numpy.ndarray
@@ -165,8 +169,22 @@ class WindowData:
         )
 
 
-def _event_matrix(record) -> np.ndarray:
-    return np.concatenate([record.exc, record.inh], axis=0).T.astype(np.uint8)
+EVENTS, DRIVE = "events", "drive"
+"""The two input kinds: binary events per synapse-carrying segment (the ``published`` and
+``poisson`` regimes), or synaptic conductances and somatic current (the ``mixture`` regime)."""
+
+
+def input_kind(data_set: DataSet) -> str:
+    """The model input a data set provides: :data:`DRIVE` for ``mixture`` data, else :data:`EVENTS`."""
+    return DRIVE if data_set.config.get("inputs", {}).get("regime") == MixtureInputConfig.regime else EVENTS
+
+
+def _input_matrix(record, n_segments: int) -> np.ndarray:
+    """(T, channels) model input of one stored simulation, aligned with its voltages."""
+    if record.stimulus is None:
+        return np.concatenate([record.exc, record.inh], axis=0).T.astype(np.uint8)
+    warmup, n_ms = int(record.attrs["warmup_ms"]), record.vmem.shape[1]
+    return stimulus_drive(record.stimulus, n_segments)[warmup:warmup + n_ms].astype(np.float16)
 
 
 def check_finite(data_set: DataSet, sim_indices, voltages: list) -> None:
@@ -192,7 +210,7 @@ def load_raw(data_set: DataSet, sim_indices, progress: bool = True) -> RawSimula
     for index in tqdm(sim_indices, desc=f"loading {data_set.path.name}", disable=not progress,
                       leave=False):
         record = data_set.load_simulation(index)
-        events.append(_event_matrix(record))
+        events.append(_input_matrix(record, record.vmem.shape[0]))
         voltages.append(record.vmem.astype(np.float32))
         spikes.append(spike_flags(record.spike_times, record.vmem.shape[1]))
         spike_times.append(record.spike_times)
@@ -227,6 +245,11 @@ def check_long_enough(data_set: DataSet, needed_ms: int, purpose: str) -> None:
 def load_labelled(data_sets: list, sim_lists: list, progress: bool = True) -> tuple[RawSimulations, list]:
     """:func:`load_raw` of ``sim_lists[k]`` of every ``data_sets[k]``, joined, and per-simulation
     labels: the index for the first (primary) data set, ``"<file stem>/<index>"`` for the others."""
+    kinds = {input_kind(each) for each in data_sets}
+    if len(kinds) > 1:
+        raise ValueError(f"the data sets {[str(each.path) for each in data_sets]} mix input kinds "
+                         f"({sorted(kinds)}: 'mixture' data drives the model with conductances, the other "
+                         f"regimes with binary events); train on data sets of one kind")
     raw = RawSimulations.concatenate([load_raw(each, sims, progress) for each, sims in zip(data_sets, sim_lists)])
     labels = [i if number == 0 else f"{each.path.stem}/{i}"
               for number, (each, sims) in enumerate(zip(data_sets, sim_lists)) for i in sims]

@@ -72,7 +72,10 @@ class SRMStepper:
         self.logit_thresholds = self._logit_thresholds(logit_thresholds)
         self.soma = config.soma_segment
         self.state = torch.zeros(n_cells, self.n_taus, self.width, device=device, dtype=dtype)
-        self.inputs = torch.zeros(n_cells, self.window, self.n_inputs, device=device, dtype=torch.bool)
+        # binary events: a bool ring buffer and sparse projections; drive (conductances): dense
+        self.dense = config.drive_input
+        self.input_dtype = dtype if self.dense else torch.bool
+        self.inputs = torch.zeros(n_cells, self.window, self.n_inputs, device=device, dtype=self.input_dtype)
         self.head = 0  # ring position of the oldest window column
         self.last_soma_above = torch.zeros(n_cells, dtype=torch.bool, device=device)
         self.latest_z = torch.zeros(n_cells, self.n_segments, device=device, dtype=dtype)
@@ -95,7 +98,7 @@ class SRMStepper:
         if self.subunits is not None:
             n_short = self.section_state.shape[1]
             self.section_state = torch.einsum("cik,im->ckm", filtered[..., :n_short], self.section_map)
-        self.inputs = previous.bool()
+        self.inputs = previous.to(self.input_dtype)
         self.head = 0
         self.pending_spike = spikes[:, -1].bool()
         self.last_soma_above = z[:, -1, self.soma] > self._threshold()
@@ -106,14 +109,14 @@ class SRMStepper:
     def step(self, events: Tensor) -> Tensor:
         """Advance one ms: ``events`` (n_cells, E) of ``[t, t+1)`` -> voltages (n_cells, S) mV at ``t+1``."""
         events = torch.as_tensor(events, device=self.device)
-        entering = torch.cat([events.bool(), self.pending_spike[:, None]], dim=1)
+        entering = torch.cat([events.to(self.input_dtype), self.pending_spike[:, None].to(self.input_dtype)], dim=1)
         leaving = self.inputs[:, self.head].clone()  # a view would see the overwrite below
         self.inputs[:, self.head] = entering
         self.head = (self.head + 1) % self.window
         # A spike reaching the oldest column leaves a step before its events: the model
         # never counts its oldest column as a spike onset (see spike_onsets).
         at_edge = self.inputs[:, self.head, -1].clone()
-        self.inputs[:, self.head, -1] = False
+        self.inputs[:, self.head, -1] = 0
         active_entering, active_leaving = self._active(entering), self._active(leaving)
         edge = at_edge[:, None, None].to(self.dtype)
         projected_entering = self._projected(active_entering)
@@ -174,7 +177,10 @@ class SRMStepper:
 
     def _active(self, columns: Tensor) -> Tensor:
         """(n_cells, n_inputs) bool -> the same as a sparse matrix: about 1 % of the inputs are
-        active, and ``index_add_`` was 10-100 times slower than a sparse product in float64."""
+        active, and ``index_add_`` was 10-100 times slower than a sparse product in float64.
+        Drive inputs (conductances, dense) stay dense."""
+        if self.dense:
+            return columns.to(self.dtype)
         indices = torch.nonzero(columns).t()  # row-major order: already coalesced
         return torch.sparse_coo_tensor(
             indices, torch.ones(indices.shape[1], device=self.device, dtype=self.dtype),
@@ -182,7 +188,8 @@ class SRMStepper:
 
     def _projected(self, active: Tensor) -> Tensor:
         """Projection rows summed over the active inputs (sparse, see :meth:`_active`) -> (n_cells, taus, hidden)."""
-        return torch.sparse.mm(active, self.flat_rows).view(self.n_cells, self.n_taus, self.width)
+        product = active @ self.flat_rows if self.dense else torch.sparse.mm(active, self.flat_rows)
+        return product.view(self.n_cells, self.n_taus, self.width)
 
     def state_bytes(self) -> int:
         """Bytes of per-cell state: projected filters and the input ring buffer."""

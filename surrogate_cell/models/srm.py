@@ -88,7 +88,9 @@ class SRMConfig(SurrogateConfig):
     ``section_projection``),
     ``soma_segment`` (the soma's voltage channel) and ``spike_threshold_z`` (the soma-voltage
     spike threshold in z units) come from the training data; ``spike_threshold_z: null``
-    disables the spike-history input.
+    disables the spike-history input. ``drive_input`` (from the training data): the event
+    channels carry synaptic conductances and the somatic current
+    (:func:`surrogate_cell.synapses.drive_channels`) instead of binary events.
     """
 
     voltage_input: bool = False
@@ -107,6 +109,7 @@ class SRMConfig(SurrogateConfig):
     input_sections: tuple[int, ...] = ()
     section_distances: tuple[float, ...] = ()
     section_projection: bool = False
+    drive_input: bool = False
 
     def __post_init__(self) -> None:
         """Validate: events-only, positive time constants."""
@@ -126,6 +129,9 @@ class SRMConfig(SurrogateConfig):
             raise ValueError("input_pools must be non-negative pool indices")
         self.input_sections = tuple(int(i) for i in self.input_sections)
         self.section_distances = tuple(float(d) for d in self.section_distances)
+        if self.drive_input and (self.pooled_taus or self.subunit_hidden or self.section_projection):
+            raise ValueError("pooled_taus, subunit_hidden and section_projection read binary excitatory/"
+                             "inhibitory event channels; a drive model (conductance input) supports none of them")
         if self.subunit_hidden or self.section_projection:
             self._check_sections()
         if self.hidden < 1 or self.mlp_layers < 0 or self.spike_hidden < 0 or self.members < 1:
@@ -348,7 +354,8 @@ def srm_data_fields(cell_meta: dict, normalisation, fields: dict) -> dict:
     soma = int(cell_meta["soma_segment"])
     values = {"soma_segment": soma,
               "spike_threshold_z": float((cell_meta["spike_threshold_mv"] - normalisation.mean[soma])
-                                         / normalisation.std[soma])}
+                                         / normalisation.std[soma]),
+              "drive_input": cell_meta.get("input_kind") == "drive"}
     if fields.get("pooled_taus"):
         values["input_pools"] = pools_by_section_type(
             [cell_meta["section_types"][segment] for segment in cell_meta["input_segments"]])

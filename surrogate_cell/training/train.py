@@ -57,6 +57,7 @@ from surrogate_cell.datasets.windows import (
     WindowData,
     build_window_data,
     check_long_enough,
+    input_kind,
     load_labelled,
     spike_targets_of,
     split_simulations,
@@ -463,6 +464,7 @@ def _fitted_cell_meta(data_set, train_raw: RawSimulations) -> dict:
     cell_meta["spike_threshold_mv"], cell_meta["spike_threshold_f1"] = best_crossing_threshold(
         soma_traces, train_raw.spike_times)
     cell_meta["spike_targets"] = SOMA_ONSET_TARGETS
+    cell_meta["input_kind"] = input_kind(data_set)
     return cell_meta
 
 
