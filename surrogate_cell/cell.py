@@ -14,7 +14,14 @@ code. ``simulate`` never runs NEURON: it maps the user's synapses onto the model
 channels, steps the model 1 ms at a time and derives ``imem`` from ``vmem`` with LFPy's
 vmem -> imem matrix, then fills the probes exactly as LFPy does (``M_probe @ imem``).
 
-Rules chosen here (the model only knows what it was trained on):
+A checkpoint's *input kind* (``model_meta["cell"]["input_kind"]``) decides what the model reads:
+``"events"`` (older checkpoints, which name none): binary events per synapse-carrying segment,
+excitatory and inhibitory; ``"drive"``: every segment's synaptic conductance per receptor
+(ampa, nmda unblocked, gaba) and the current injected into the soma, as 1 ms bin means
+(:func:`surrogate_cell.synapses.drive_channels`), computed exactly from the synapses' own
+kinetics and event times.
+
+Rules chosen here for event models (the model only knows what it was trained on):
 
 - **Time**: LFPy's conventions. The model steps 1 ms, from the whole ms at or before
   ``tstart`` (``tstart < 0`` is a warm-up, as in LFPy) to the whole ms at or after ``tstop``;
@@ -37,6 +44,29 @@ Rules chosen here (the model only knows what it was trained on):
 - **Several events in one bin of one channel** (one synapse or several on the same segment):
   the model was trained on binary events, so they count as one event, with a
   :class:`SynapseMappingWarning` (summing would feed inputs the model never saw).
+- **Current clamps** (``LFPy.StimIntElectrode``): an error (never trained with injected current).
+
+Rules for drive models (time and spike trains as above; the conductances are exact, nothing
+is binned to whole ms before the bin means are taken, nothing is merged):
+
+- **Synapse kind**: ``AMPANMDA`` (ampa + nmda), ``GABAA`` (gaba), ``ExpSyn`` and ``Exp2Syn``
+  (ampa for ``e`` in :data:`~surrogate_cell.synapses.EXCITATORY_REVERSAL_MV`, gaba for ``e`` in
+  :data:`~surrogate_cell.synapses.INHIBITORY_REVERSAL_MV`), each with its own parameters (the
+  mechanism's defaults unless the synapse sets them). ``AMPANMDA`` must also keep its reversal
+  potential in the excitatory range and ``mg`` at 1 mM (the model learned the Mg2+ block at
+  1 mM), ``GABAA`` in the inhibitory range; time constants must be finite with
+  ``0 < rise < decay``. Any other mechanism is an error.
+- **Weight**: any finite weight >= 0, as long as one event adds at most
+  :data:`MAX_EVENT_PEAK_CONDUCTANCE_US` of peak conductance per receptor (0.05 uS ampa/gaba,
+  0.005 uS nmda; the training data reached about 0.02 uS and 0.002 uS).
+- **Segment**: the soma and every segment the model was trained with synapses on (all but the
+  axon); any number of synapses per segment (their conductances add up).
+- **Current clamps**: ``LFPy.StimIntElectrode(cell, idx=cell.soma_segment, pptype="IClamp",
+  amp=..., dur=..., delay=...)``, any number (they add up), enter as the soma-current channel
+  (exact 1 ms bin means); other point processes, or an ``IClamp`` off the soma, are an error.
+- **Start**: by default the same ``v_init`` history with no conductance and no current.
+- The input is computed block by block while the model steps (memory grows with the number of
+  events, not with ``tstop``); :meth:`SurrogateCell.model_input` gives it dense, for short runs.
 """
 
 from __future__ import annotations
@@ -66,8 +96,17 @@ from surrogate_cell.spikes import (
     upward_crossing_times,
 )
 from surrogate_cell.synapses import (
+    EXCITATORY_REVERSAL_MV,
+    INHIBITORY_REVERSAL_MV,
+    RECEPTORS,
+    ConductanceDrive,
+    DriveSynapses,
     SynapseKinetics,
     as_recorded_by_neuron,
+    bin_mean_current,
+    drive_channel_count,
+    drive_channels,
+    drive_receptors,
     synapse_kinetics,
     synaptic_current_na,
 )
@@ -88,6 +127,30 @@ CELL_BUILDERS: dict[str, Callable[..., LFPy.Cell]] = {"l5pc": l5pc}
 """Cell builders a checkpoint's ``cell.recipe.builder`` may name."""
 
 _WEIGHT_TOLERANCE = 1e-9
+
+INPUT_KINDS = ("events", "drive")
+"""Model input kinds: binary events (checkpoints without ``input_kind``) or the conductance drive."""
+
+DRIVE_MECHANISMS = ("AMPANMDA", "GABAA", "ExpSyn", "Exp2Syn")
+"""Synapse mechanisms a drive model takes (their kinetics are known: :mod:`surrogate_cell.synapses`)."""
+
+DRIVE_CLAMP = "IClamp"
+"""The one point process a drive model takes, on the soma: its current is the soma-current channel."""
+
+MAX_EVENT_PEAK_CONDUCTANCE_US = {"ampa": 0.05, "nmda": 0.005, "gaba": 0.05}
+"""Largest peak conductance (uS) one event of one synapse may add per receptor on a drive model:
+``weight * gmax`` (``AMPANMDA``/``GABAA``) or ``weight`` (``ExpSyn``/``Exp2Syn``). The training data
+(``mixture`` regime) reached 0.02 uS (ExpSyn/Exp2Syn, ampa or gaba) and about 0.002 uS nmda
+(``AMPANMDA`` at up to ~5 times its default weight); these limits leave 2.5 times that."""
+
+TRAINED_EVENT_PEAK_CONDUCTANCE_US = {"ampa": 0.02, "nmda": 0.002, "gaba": 0.02}
+"""About the largest peak conductance (uS) per event and receptor in the drive training data."""
+
+TRAINED_MG_MM = 1.0
+"""The Mg2+ concentration (mM) of every ``AMPANMDA`` synapse of the drive training data."""
+
+_RISE_DECAY_NAMES = {"AMPANMDA": "tau_r_ampa < tau_d_ampa and tau_r_nmda < tau_d_nmda",
+                     "GABAA": "tau_r < tau_d", "ExpSyn": "tau > 0", "Exp2Syn": "tau1 < tau2"}
 
 
 class UnsupportedFeatureError(NotImplementedError):
@@ -135,8 +198,9 @@ class SurrogateCell(LFPy.Cell):
         shipped models); the last ``window`` columns are used. Default: every segment at
         ``v_init``.
     history_events : ndarray, optional
-        Default start input: binary events, shape (n_event_channels, >= window), one column
-        per ms. Default: no events.
+        Default start input, shape (n_event_channels, >= window), one column per ms: binary
+        events (event models), or drive channels, conductances (nS, >= 0) and the soma current
+        (nA) (drive models). Default: no events (no conductance, no current).
     spike_threshold : float, optional
         Somatic spike threshold (mV): output spikes are upward crossings of it by the soma
         voltage. Default: the threshold stored in the checkpoint (chosen from the training
@@ -161,6 +225,8 @@ class SurrogateCell(LFPy.Cell):
     ----------
     spike_times : ndarray
         Somatic spike times (ms) of the last :meth:`simulate`.
+    input_kind : {"events", "drive"}
+        What the model reads: binary events, or the conductance drive (see the module docstring).
     input_segments : ndarray of int
         Segments with input channels (the trained synapse-carrying dendrites).
     soma_segment : int
@@ -203,6 +269,7 @@ class SurrogateCell(LFPy.Cell):
         self._mechanism_parameters: dict[str, dict] = {}
         self._sptimeslist: list[np.ndarray] = []
         self._hoc_netstimlist = _NetStimList()
+        self._current_clamps: list[dict[str, float]] = []  # the IClamps of a drive model, as set
 
     def _adopt(self, built: LFPy.Cell) -> None:
         """Take over the complete state of a freshly built ``LFPy.Cell``.
@@ -218,18 +285,37 @@ class SurrogateCell(LFPy.Cell):
         """Check that the model fits this cell and keep its input-channel layout."""
         check_cell(self.model_meta, cell_layout(self, ()).segment_hash, self.model_path)
         cell_meta = self.model_meta["cell"]
+        self.input_kind = str(cell_meta.get("input_kind", "events"))
+        if self.input_kind not in INPUT_KINDS:
+            raise CheckpointError(f"{self.model_path}: its cell.input_kind is {self.input_kind!r}; this version "
+                                  f"knows {list(INPUT_KINDS)}.")
         self.input_segments = np.asarray(cell_meta["input_segments"], dtype=np.int64)
         self.soma_segment = int(cell_meta["soma_segment"])
         self.window_ms = int(config.window)
-        _check_channel_layout(config, self.input_segments.size, self.totnsegs, self.model_path)
+        if self.input_kind == "drive":
+            _check_drive_layout(config, self.totnsegs, self.model_path)
+        else:
+            _check_channel_layout(config, self.input_segments.size, self.totnsegs, self.model_path)
+        # segments a drive model takes synapses on: the soma and the trained synapse-carrying ones
+        self._drive_segments = np.zeros(self.totnsegs, dtype=bool)
+        self._drive_segments[np.union1d([self.soma_segment], self.input_segments)] = True
         self._input_row_of_segment = np.full(self.totnsegs, -1, dtype=np.int64)
         self._input_row_of_segment[self.input_segments] = np.arange(self.input_segments.size)
 
     # ------------------------------------------------------------------ channels
 
     @property
+    def is_drive_model(self) -> bool:
+        """Whether the model reads the conductance drive (``input_kind == "drive"``)."""
+        return self.input_kind == "drive"
+
+    @property
     def n_event_channels(self) -> int:
-        """Number of model input event channels (int): excitatory ones, then inhibitory ones."""
+        """Number of model input channels (int): excitatory event channels, then inhibitory ones
+        (event models); ``3 * totnsegs + 1`` drive channels (drive models:
+        :func:`~surrogate_cell.synapses.drive_channels`)."""
+        if self.is_drive_model:
+            return drive_channel_count(self.totnsegs)
         return 2 * self.input_segments.size
 
     def event_channel(self, idx: int | np.ndarray, kind: str) -> np.ndarray:
@@ -249,6 +335,8 @@ class SurrogateCell(LFPy.Cell):
         """
         if kind not in EVENT_KINDS:
             raise ValueError(f"kind must be one of {EVENT_KINDS}, got {kind!r}")
+        self._refuse_drive("event_channel", "its channels are receptor r of segment s at r * totnsegs + s "
+                           "(surrogate_cell.synapses.drive_channels)")
         rows = self._input_row_of_segment[np.asarray(idx, dtype=np.int64)]
         offset = EVENT_KINDS.index(kind) * self.input_segments.size
         return np.where(rows >= 0, rows + offset, -1)
@@ -273,7 +361,10 @@ class SurrogateCell(LFPy.Cell):
         ------
         SynapseMappingError
             For synapses the model cannot represent (see the module docstring for the rules).
+        UnsupportedFeatureError
+            On a drive model (use :meth:`model_input`).
         """
+        self._refuse_drive("input_events", "its input is conductances and current; use model_input()")
         t_begin, n_steps = self._model_steps()
         synapses = list(self.synapses)
         channels = np.array([self._input_channel(s.idx, s.syntype, s.kwargs, f"Synapse {number}")
@@ -281,6 +372,51 @@ class SurrogateCell(LFPy.Cell):
         self._warn_about_stand_in_synapses(synapses)
         spike_times = self.input_spike_times() if spike_times is None else spike_times
         return InputEvents.from_spike_times(spike_times, channels, self.n_event_channels, n_steps, t_begin)
+
+    def model_input(self, spike_times: list[np.ndarray] | None = None) -> np.ndarray:
+        """The whole model input of the attached synapses (and current clamps), dense; for short runs.
+
+        :meth:`simulate` feeds the model exactly this, computed block by block.
+
+        Parameters
+        ----------
+        spike_times : list of ndarray, optional
+            The trains of the synapses (default: :meth:`input_spike_times`).
+
+        Returns
+        -------
+        ndarray, shape (n_event_channels, n_model_steps)
+            Column ``k`` is the input of the model step ``[t0 + k, t0 + k + 1)`` ms (``t0`` the
+            whole ms at or before ``tstart``): uint8 binary events (event models,
+            ``input_events().toarray()``), or float32 drive channels (drive models): receptor
+            ``r`` of segment ``s`` in row ``r * totnsegs + s`` (mean conductance, nS), the mean
+            soma current (nA) in the last row.
+
+        Raises
+        ------
+        SynapseMappingError, UnsupportedFeatureError
+            For synapses or clamps the model cannot represent.
+        """
+        source = self._input_source(self.input_spike_times() if spike_times is None else spike_times)
+        return source.block(0, source.n_steps).T
+
+    def _input_source(self, trains: list[np.ndarray]) -> InputEvents | _DriveInput:
+        """What :meth:`_free_run` reads block by block: events, or the drive of synapses and clamps."""
+        if not self.is_drive_model:
+            return self.input_events(trains)
+        t_begin, n_steps = self._model_steps()
+        synapses = list(self.synapses)
+        described = [self._drive_synapse(s.idx, s.syntype, s.kwargs, f"Synapse {number}")
+                     for number, s in enumerate(synapses)]
+        drive_synapses = DriveSynapses.from_kinetics([d[0] for d in described], [d[1] for d in described],
+                                                     [d[2] for d in described])
+        counts = np.fromiter(map(np.size, trains), dtype=np.int64, count=len(trains))
+        times = np.concatenate([np.ravel(t) for t in trains]) if trains else np.empty(0)
+        which = np.repeat(np.arange(len(trains)), counts)
+        clamps = self._current_clamps
+        pulses = tuple(np.array([c[name] for c in clamps], dtype=float) for name in ("delay", "dur", "amp"))
+        return _DriveInput(ConductanceDrive(drive_synapses, self.totnsegs), np.asarray(times, float) - t_begin,
+                           which, pulses[0] - t_begin, pulses[1], pulses[2], n_steps)
 
     def set_synapse(self, idx, syntype, record_current=False, record_potential=False, weight=None,
                     **kwargs) -> int:
@@ -292,12 +428,14 @@ class SurrogateCell(LFPy.Cell):
         Parameters
         ----------
         idx : int
-            Segment index; it must have an input channel.
+            Segment index; it must have an input channel (drive models: any segment but the axon).
         syntype : str
-            Mechanism name: ``"AMPANMDA"`` (excitatory) or ``"GABAA"`` (inhibitory) with their
+            Event models: ``"AMPANMDA"`` (excitatory) or ``"GABAA"`` (inhibitory) with their
             trained parameters, or any mechanism whose reversal potential ``e`` (mV) is
             >= -40 (excitatory) or <= -60 (inhibitory), which then stands in for the trained
-            synapse of that kind (with a :class:`SynapseMappingWarning`).
+            synapse of that kind (with a :class:`SynapseMappingWarning`). Drive models:
+            ``"AMPANMDA"``, ``"GABAA"``, ``"ExpSyn"`` or ``"Exp2Syn"`` with their own parameters
+            (see the module docstring).
         record_current : bool
             Record the synaptic current ``i = g (v - e)`` (nA), from the synapse's own kinetics
             (``AMPANMDA``, ``GABAA``, ``ExpSyn``, ``Exp2Syn``) and the predicted segment voltage
@@ -305,7 +443,8 @@ class SurrogateCell(LFPy.Cell):
         record_potential : bool
             Record the segment voltage at the synapse (filled by :meth:`simulate`).
         weight : float
-            Must be the trained 1.0 (one activation of the trained synapse).
+            Event models: must be the trained 1.0 (one activation of the trained synapse).
+            Drive models: any finite weight >= 0 within :data:`MAX_EVENT_PEAK_CONDUCTANCE_US`.
         **kwargs
             Mechanism parameters, e.g. ``e`` (mV).
 
@@ -322,17 +461,155 @@ class SurrogateCell(LFPy.Cell):
             For ``record_current=True`` on a mechanism whose kinetics are not known here.
         """
         label = f"Synapse {len(self.synapses)}"
-        self._input_channel(idx, syntype, {**kwargs, "weight": weight}, label)
+        if self.is_drive_model:
+            self._drive_synapse(idx, syntype, {**kwargs, "weight": weight}, label)
+        else:
+            self._input_channel(idx, syntype, {**kwargs, "weight": weight}, label)
         if record_current:
             self._kinetics(syntype, kwargs, label)
         self._sptimeslist.append(np.empty(0))
         self._hoc_netstimlist.append(_silent_netstim())
         return len(self._sptimeslist) - 1
 
-    def set_point_process(self, idx, pptype, record_current=False, record_potential=False, **kwargs):
-        """Not available: current/voltage clamps (``LFPy.StimIntElectrode``) raise."""
-        raise _unsupported(f"current/voltage clamps (LFPy.StimIntElectrode, pptype {pptype})",
-                           "the model was not trained with injected currents")
+    def set_point_process(self, idx, pptype, record_current=False, record_potential=False, **kwargs) -> int:
+        """Register a current clamp (called by ``LFPy.StimIntElectrode``) without creating NEURON objects.
+
+        Only drive models take one: an ``IClamp`` on the soma segment, whose pulse (``amp`` nA
+        from ``delay`` for ``dur`` ms) enters the model's soma-current channel; several add up.
+        ``record_current`` fills ``stimulus.i`` (nA, the clamp's current as NEURON records it) and
+        ``record_potential`` ``stimulus.v`` (mV, the soma voltage) in :meth:`simulate`.
+
+        Returns
+        -------
+        int
+            The clamp's number (LFPy's ``hocidx``).
+
+        Raises
+        ------
+        UnsupportedFeatureError
+            On an event model (never trained with injected current), for any other ``pptype``
+            (SEClamp, VClamp, ...) or an ``IClamp`` off the soma.
+        ValueError
+            For an unknown ``IClamp`` parameter, a non-finite or non-scalar value or ``dur < 0``.
+        """
+        label = f"Point process {len(self._current_clamps)}"
+        if not self.is_drive_model:
+            raise _unsupported(f"current/voltage clamps (LFPy.StimIntElectrode, pptype {pptype})",
+                               "the model was not trained with injected currents")
+        if pptype != DRIVE_CLAMP:
+            raise _unsupported(
+                f"LFPy.StimIntElectrode with pptype={pptype!r} ({label})",
+                f"a drive model takes injected current only as pptype={DRIVE_CLAMP!r} on the soma "
+                f"(idx=cell.soma_segment = {self.soma_segment}); use that, or voltage/other clamps on the NEURON "
+                "cell")
+        segment = _one_segment(idx, label)
+        if segment != self.soma_segment:
+            raise _unsupported(
+                f"an IClamp on segment {segment} ({self._section_type(segment)}) ({label})",
+                f"a drive model was trained with current injected into the soma only; give "
+                f"idx=cell.soma_segment (= {self.soma_segment})")
+        defaults = self._mechanism_defaults(DRIVE_CLAMP, label)
+        settings = {name: float(defaults[name]) for name in ("delay", "dur", "amp")}
+        for name, value in kwargs.items():
+            if name not in settings:
+                raise ValueError(f"{label} (IClamp) has no parameter {name!r}; an IClamp takes "
+                                 f"{sorted(settings)} (delay and dur in ms, amp in nA).")
+            if np.ndim(value) != 0 or not np.isfinite(float(value)):
+                raise ValueError(f"{label} (IClamp) has {name} = {value!r}; give one finite number "
+                                 "(several pulses: several StimIntElectrodes).")
+            settings[name] = float(value)
+        if settings["dur"] < 0:
+            raise ValueError(f"{label} (IClamp) has dur = {settings['dur']:g} ms; give dur >= 0.")
+        self._current_clamps.append(settings)
+        return len(self._current_clamps) - 1
+
+    def _section_type(self, segment: int) -> str:
+        return str(np.asarray(self.section_types)[segment]) if 0 <= segment < self.totnsegs else "no such segment"
+
+    def _drive_synapse(self, idx, syntype: str, kwargs: dict, label: str) -> tuple[int, SynapseKinetics, float]:
+        """(segment, kinetics, weight) of a synapse on a drive model; raises :class:`SynapseMappingError`
+        for anything the model cannot take (the rules of the module docstring)."""
+        segment = _one_segment(idx, label)
+        if syntype not in DRIVE_MECHANISMS:
+            raise SynapseMappingError(
+                f"{label} is a {syntype}; a drive model knows the conductances of "
+                f"{', '.join(DRIVE_MECHANISMS)} only. Use one of these (ExpSyn/Exp2Syn with their own time "
+                "constants, weight and e stand in for most synapse models).")
+        if not (0 <= segment < self.totnsegs and self._drive_segments[segment]):
+            raise SynapseMappingError(
+                f"{label} ({syntype}) sits on segment {segment} ({self._section_type(segment)}), which has no "
+                f"model input: a drive model was trained with synapses on the soma and "
+                f"{', '.join(self._input_section_types())} segments (every segment but the axon). Choose idx "
+                "with e.g. cell.get_closest_idx(..., section='dend'), section='apic' or section='soma'.")
+        weight = kwargs.get("weight")
+        try:
+            weight = float(weight)
+        except (TypeError, ValueError):
+            weight = float("nan")
+        if not np.isfinite(weight):
+            raise SynapseMappingError(f"{label} ({syntype} on segment {segment}) has weight "
+                                      f"{kwargs.get('weight')!r}; give a finite weight >= 0 (uS for ExpSyn/Exp2Syn, "
+                                      "a multiple of gmax for AMPANMDA/GABAA).")
+        if weight < 0:
+            raise SynapseMappingError(
+                f"{label} ({syntype} on segment {segment}) has weight {weight:g} < 0; conductances cannot be "
+                f"negative. Give weight >= 0; for inhibition use GABAA or an ExpSyn/Exp2Syn with e in "
+                f"[{INHIBITORY_REVERSAL_MV[0]:g}, {INHIBITORY_REVERSAL_MV[1]:g}] mV.")
+        defaults = self._mechanism_defaults(syntype, label)
+        parameters = {**defaults, **{k: float(v) for k, v in kwargs.items() if k in defaults}}
+        if syntype == "AMPANMDA" and not np.isclose(parameters["mg"], TRAINED_MG_MM):
+            raise SynapseMappingError(
+                f"{label} (AMPANMDA on segment {segment}) sets mg = {parameters['mg']:g} mM; a drive model "
+                f"learned the NMDA Mg2+ block at mg = {TRAINED_MG_MM:g} mM only (its input is the unblocked "
+                f"NMDA conductance). Remove mg (or set mg={TRAINED_MG_MM:g}).")
+        kinetics = synapse_kinetics(syntype, parameters)
+        for part in kinetics.parts:
+            rise, decay = part.tau_rise_ms, part.tau_decay_ms
+            dual = syntype != "ExpSyn"
+            if not (np.isfinite(rise) and np.isfinite(decay) and decay > 0 and (not dual or 0 < rise < decay)):
+                raise SynapseMappingError(
+                    f"{label} ({syntype} on segment {segment}) has time constants rise {rise:g} ms, decay "
+                    f"{decay:g} ms; set {_RISE_DECAY_NAMES[syntype]} (finite, > 0).")
+        self._check_drive_reversal(kinetics, segment, label)
+        receptors = drive_receptors(kinetics)
+        for part, receptor in zip(kinetics.parts, receptors):
+            self._check_event_peak(syntype, segment, weight, part.gmax_us, RECEPTORS[receptor], label)
+        return segment, kinetics, weight
+
+    @staticmethod
+    def _check_drive_reversal(kinetics: SynapseKinetics, segment: int, label: str) -> None:
+        """Refuse a reversal potential outside the range of the synapse's receptor(s)."""
+        e, syntype = kinetics.e_mv, kinetics.syntype
+        excitatory = EXCITATORY_REVERSAL_MV[0] <= e <= EXCITATORY_REVERSAL_MV[1]
+        inhibitory = INHIBITORY_REVERSAL_MV[0] <= e <= INHIBITORY_REVERSAL_MV[1]
+        exc_range = f"[{EXCITATORY_REVERSAL_MV[0]:g}, {EXCITATORY_REVERSAL_MV[1]:g}] mV"
+        inh_range = f"[{INHIBITORY_REVERSAL_MV[0]:g}, {INHIBITORY_REVERSAL_MV[1]:g}] mV"
+        needed = {"AMPANMDA": (excitatory, f"in the excitatory range {exc_range}"),
+                  "GABAA": (inhibitory, f"in the inhibitory range {inh_range}")}.get(
+            syntype, (excitatory or inhibitory, f"in {exc_range} (excitatory, ampa) or {inh_range} "
+                                                "(inhibitory, gaba)"))
+        if not needed[0]:
+            raise SynapseMappingError(
+                f"{label} ({syntype} on segment {segment}) has reversal potential e = {e:g} mV; a drive model "
+                f"takes {syntype} synapses with e {needed[1]}, the reversal potentials it was trained with. "
+                "Set e within that range.")
+
+    @staticmethod
+    def _check_event_peak(syntype: str, segment: int, weight: float, gmax_us: float, receptor: str,
+                          label: str) -> None:
+        """Refuse a synapse whose single event adds more peak conductance than a drive model accepts."""
+        peak, limit = weight * gmax_us, MAX_EVENT_PEAK_CONDUCTANCE_US[receptor]
+        if not np.isfinite(peak) or gmax_us < 0:
+            raise SynapseMappingError(f"{label} ({syntype} on segment {segment}) has gmax {gmax_us!r} uS; give "
+                                      "a finite gmax >= 0.")
+        if peak > limit * (1 + 1e-9):
+            what = "weight" if syntype in ("ExpSyn", "Exp2Syn") else "weight * gmax"
+            raise SynapseMappingError(
+                f"{label} ({syntype} on segment {segment}, weight {weight:g}): one event adds a peak {receptor} "
+                f"conductance ({what}) of {peak:.4g} uS, more than the {limit:g} uS per event a drive model "
+                f"accepts (its training data reached about {TRAINED_EVENT_PEAK_CONDUCTANCE_US[receptor]:g} uS). "
+                f"Use weight <= {limit / gmax_us:.4g} here; for a stronger input attach more synapses "
+                "(e.g. on neighbouring segments) or give them more events.")
 
     def _input_channel(self, idx: int, syntype: str, kwargs: dict, label: str) -> int:
         """Input channel of a synapse; raises :class:`SynapseMappingError` for anything the model never saw."""
@@ -481,8 +758,9 @@ class SurrogateCell(LFPy.Cell):
             Start voltages (mV), shape (totnsegs, >= window); the last ``window`` columns are
             used. Default: the constructor's, else every segment at ``v_init``.
         history_events : ndarray, optional
-            Start input events, shape (n_event_channels, >= window). Default: the
-            constructor's, else none.
+            Start input, shape (n_event_channels, >= window): binary events (event models) or
+            drive channels (drive models). Default: the constructor's, else none (no
+            conductance, no current).
         **kwargs
             Any other ``LFPy.Cell.simulate`` keyword raises.
 
@@ -502,7 +780,7 @@ class SurrogateCell(LFPy.Cell):
         """
         self._refuse_unsupported(rec_ipas, rec_icap, rec_variables, variable_dt, kwargs)
         trains = self.input_spike_times()
-        events = self.input_events(trains)
+        events = self._input_source(trains)  # events, or the drive computed block by block
         history = self._start_history(history_mv, history_events)
         model_vmem = self._free_run(events, *history)  # at t_begin, t_begin + 1, ... (whole ms)
         t_begin, _ = self._model_steps()
@@ -522,6 +800,7 @@ class SurrogateCell(LFPy.Cell):
         if to_file and probes:
             _write_probe_file(probes, file_name)
         self._collect_synapse_recordings(trains, lambda segment: on_tvec(model_vmem[segment]))
+        self._collect_clamp_recordings(lambda segment: on_tvec(model_vmem[segment]))
 
     def output_times(self) -> np.ndarray:
         """LFPy's ``tvec``: ``0, dt, ..., tstop`` (ms), the grid every recording comes on."""
@@ -540,17 +819,19 @@ class SurrogateCell(LFPy.Cell):
         return self._vmem_to_imem
 
     def resting_history(self) -> tuple[np.ndarray, np.ndarray]:
-        """The default start: every segment at ``v_init`` for one window, no events.
+        """The default start: every segment at ``v_init`` for one window, no input.
 
         Returns
         -------
         voltages : ndarray, shape (totnsegs, window)
             ``v_init`` (mV) everywhere.
-        events : ndarray of uint8, shape (n_event_channels, window)
-            Zeros.
+        events : ndarray, shape (n_event_channels, window)
+            Zeros: no events (uint8, event models), no conductance and no current (float32,
+            drive models).
         """
+        dtype = np.float32 if self.is_drive_model else np.uint8
         return (np.full((self.totnsegs, self.window_ms), float(self.v_init)),
-                np.zeros((self.n_event_channels, self.window_ms), dtype=np.uint8))
+                np.zeros((self.n_event_channels, self.window_ms), dtype=dtype))
 
     def _start_history(self, history_mv, history_events) -> tuple[np.ndarray, np.ndarray]:
         """The history to start from: simulate()'s arguments, else the constructor's, else rest."""
@@ -573,19 +854,25 @@ class SurrogateCell(LFPy.Cell):
             raise ValueError(f"{name} contains NaN or infinite values.")
         if name == "history_mv":
             _check_voltage_range(array, name)
+        elif self.is_drive_model:
+            if array[:-1].min(initial=0.0) < 0:
+                raise ValueError(f"{name} of a drive model holds negative conductances (rows 0 .. "
+                                 f"{n_rows - 2}, nS); give the drive channels of surrogate_cell.synapses."
+                                 "drive_channels (conductances >= 0, the soma current in the last row).")
         elif not np.isin(array, (0.0, 1.0)).all():
             raise ValueError(f"{name} must hold binary events (0 or 1 per channel and ms), as the model was "
                              f"trained on; it holds {np.unique(array[~np.isin(array, (0.0, 1.0))])[:3]} ...")
         return array[:, -self.window_ms:]
 
     @torch.no_grad()
-    def _free_run(self, events: InputEvents | np.ndarray, history_mv: np.ndarray,
+    def _free_run(self, events: InputEvents | _DriveInput | np.ndarray, history_mv: np.ndarray,
                   history_events: np.ndarray) -> np.ndarray:
-        """Step the model through ``events`` (E, T; sparse, or dense for short runs): voltages
-        (totnsegs, T + 1) mV from t = 0. The input is made dense one chunk at a time, and the
-        voltages are written once into the result (no further copies of segments x steps)."""
-        if not isinstance(events, InputEvents):
-            events = InputEvents.from_dense(events)
+        """Step the model through ``events`` (E, T; sparse events, the drive of synapses and clamps,
+        or dense for short runs): voltages (totnsegs, T + 1) mV from t = 0. The input is made dense
+        one chunk at a time, and the voltages are written once into the result (no further copies
+        of segments x steps)."""
+        if isinstance(events, np.ndarray):
+            events = _DenseInput(events) if self.is_drive_model else InputEvents.from_dense(events)
         as_tensor = partial(torch.as_tensor, dtype=self.dtype, device=self.device)
         run = free_run(self._stepper, lambda start, stop: torch.from_numpy(events.block(start, stop))[None],
                        as_tensor(history_mv.T[None]), as_tensor(history_events.T[None]), n_steps=events.n_steps)
@@ -617,6 +904,24 @@ class SurrogateCell(LFPy.Cell):
                 kinetics = self._kinetics(synapse.syntype, synapse.kwargs, f"Synapse {number}")
                 weight = float(synapse.kwargs.get("weight", TRAINED_WEIGHT))
                 synapse.i = as_recorded_by_neuron(synaptic_current_na(kinetics, trains[number], weight, self.tvec, v))
+
+    def _collect_clamp_recordings(self, segment_voltage: Callable) -> None:
+        """``stimulus.i`` (nA; the IClamp's current as NEURON records it) and ``stimulus.v`` (mV) on
+        ``tvec`` for current clamps created with ``record_current`` / ``record_potential``."""
+        for clamp in self.pointprocesses:
+            if not (clamp.record_potential or clamp.record_current):
+                continue
+            if clamp.record_potential:
+                clamp.v = segment_voltage(self.soma_segment)
+            if clamp.record_current:
+                settings = self._current_clamps[clamp.hocidx]
+                inside = (self.tvec >= settings["delay"]) & (self.tvec < settings["delay"] + settings["dur"])
+                clamp.i = as_recorded_by_neuron(np.where(inside, settings["amp"], 0.0))
+
+    def _refuse_drive(self, feature: str, reason: str) -> None:
+        """Raise for an event-model feature called on a drive model."""
+        if self.is_drive_model:
+            raise _unsupported(f"{feature} on a drive model ({self.model_path})", reason)
 
     # ------------------------------------------------------------------ time and refusals
 
@@ -730,6 +1035,73 @@ def build_cell(recipe: dict, cell_kwargs: dict) -> LFPy.Cell:
     kwargs = {**recipe.get("cell_kwargs", {}), **cell_kwargs}
     morphology = kwargs.pop("morphology", recipe.get("morphology"))
     return builder(morphology, **kwargs)
+
+
+def _check_drive_layout(config, n_segments: int, path: Path) -> None:
+    expected = drive_channel_count(n_segments)
+    # SRM configs say whether they read the drive; other families have no such field
+    if getattr(config, "drive_input", True) is False or config.event_channels != expected \
+            or config.n_tasks - 1 != n_segments:
+        raise CheckpointError(
+            f"{path}: its cell.input_kind is 'drive', so the model must read drive_input with "
+            f"{expected} channels (3 receptors x {n_segments} segments + the soma current) and predict "
+            f"{n_segments} voltages; it has drive_input={getattr(config, 'drive_input', None)}, "
+            f"{config.event_channels} input channels and {config.n_tasks - 1} voltage outputs. The "
+            "checkpoint is inconsistent."
+        )
+
+
+class _DriveInput:
+    """A drive model's input, computed block by block while the model steps: the conductances of the
+    synapses (exact 1 ms bin means, :class:`~surrogate_cell.synapses.ConductanceDrive`, whose state
+    carries from block to block) and the soma current of the IClamps
+    (:func:`~surrogate_cell.synapses.bin_mean_current`). Memory grows with the number of events and
+    clamps, never with the number of steps.
+
+    Times are ms from the first model step (step ``k`` is the bin ``[k, k + 1)``); events at or
+    after ``n_steps`` never act and are dropped.
+    """
+
+    def __init__(self, drive: ConductanceDrive, event_times_ms: np.ndarray, event_synapse: np.ndarray,
+                 clamp_delay_ms: np.ndarray, clamp_dur_ms: np.ndarray, clamp_amp_na: np.ndarray, n_steps: int):
+        keep = event_times_ms < n_steps
+        order = np.argsort(event_times_ms[keep], kind="stable")
+        self._times = event_times_ms[keep][order]
+        self._synapse = np.asarray(event_synapse, dtype=np.int64)[keep][order]
+        self._drive = drive
+        self._clamps = (clamp_delay_ms, clamp_dur_ms, clamp_amp_na)
+        self.n_steps = int(n_steps)
+        self.n_channels = drive_channel_count(drive.n_segments)
+
+    @property
+    def n_events(self) -> int:
+        """Number of synaptic events that act."""
+        return int(self._times.size)
+
+    def block(self, start: int, stop: int) -> np.ndarray:
+        """Drive channels of steps ``start .. stop - 1``, time first: float32 (stop - start, channels).
+        Blocks must follow each other (a block from step 0 starts over)."""
+        if start == 0 and self._drive.next_bin != 0:
+            self._drive = ConductanceDrive(self._drive.synapses, self._drive.n_segments)
+        if stop <= start:
+            return np.zeros((0, self.n_channels), dtype=np.float32)
+        first, last = np.searchsorted(self._times, [start, stop])
+        conductance = self._drive.block(self._times[first:last], self._synapse[first:last], start, stop)
+        delay, dur, amp = self._clamps
+        current = bin_mean_current(delay - start, dur, amp, stop - start)
+        return drive_channels(conductance, current)
+
+
+class _DenseInput:
+    """A dense (channels, steps) drive input, handed out in blocks as :class:`_DriveInput` does."""
+
+    def __init__(self, values: np.ndarray):
+        self._values = np.asarray(values, dtype=np.float32)
+        self.n_channels, self.n_steps = self._values.shape
+
+    def block(self, start: int, stop: int) -> np.ndarray:
+        """Steps ``start .. stop - 1``, time first: (stop - start, channels)."""
+        return np.ascontiguousarray(self._values[:, start:stop].T)
 
 
 def _check_channel_layout(config, n_inputs: int, n_segments: int, path: Path) -> None:

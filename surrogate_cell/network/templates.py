@@ -17,7 +17,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from surrogate_cell.cell import SurrogateCell
+from surrogate_cell.cell import SurrogateCell, UnsupportedFeatureError
 from surrogate_cell.cells import segment_path_distances
 from surrogate_cell.checkpoint import CheckpointError, load_checkpoint
 from surrogate_cell.network.config import (
@@ -47,7 +47,14 @@ class CellTemplate:
         self.cell_kwargs = dict(cell_kwargs)
         # read first: an unreadable or foreign file is reported as such (CheckpointError), not
         # as cells that do not match it
-        self.model, self.normalisation, _, _ = load_checkpoint(self.model_path)
+        self.model, self.normalisation, meta, _ = load_checkpoint(self.model_path)
+        if meta.get("cell", {}).get("input_kind", "events") != "events":
+            raise UnsupportedFeatureError(
+                f"{label}: its model {self.model_path} is a drive model (input_kind "
+                f"{meta['cell']['input_kind']!r}: synaptic conductances and somatic current); drive models are not "
+                "supported in SurrogateNetwork yet. Give the population an event model (e.g. 'l5pc-default'), "
+                "or simulate the cell on its own with SurrogateCell, which runs drive models."
+            )
         try:
             self.cell = SurrogateCell(model=self.model_path, device="cpu",
                                       **{"tstop": TEMPLATE_TSTOP_MS, **cell_kwargs})
