@@ -55,7 +55,7 @@ from tqdm.auto import tqdm
 
 from surrogate_cell.cell import SurrogateCell, SynapseMappingWarning
 from surrogate_cell.cells import l5pc, segment_path_distances
-from surrogate_cell.cells.biophysics import section_kind
+from surrogate_cell.cells.l5pc import CA_HOT_ZONE_DISTANCE_UM, ca_hot_zone_segment
 from surrogate_cell.spikes import REFRACTORY_MS, SPIKE_THRESHOLD_MV, spike_scores, upward_crossing_times
 
 # ----------------------------------------------------------------------------- protocol constants
@@ -72,7 +72,7 @@ CA_THRESHOLD_MV = -20.0
 CA_REFRACTORY_MS = 20.0
 """A Ca spike keeps the hot zone above -20 mV for about 20-25 ms; one event per Ca spike."""
 CA_TOLERANCE_MS = 5.0
-CA_TARGET_DISTANCE_UM = 750.0
+CA_TARGET_DISTANCE_UM = CA_HOT_ZONE_DISTANCE_UM
 SUBTHRESHOLD_EXCLUSION_MS = 5.0
 REST_WINDOW_MS = 1000
 
@@ -149,32 +149,12 @@ class Geometry:
         raise ValueError(f"unknown region {name!r}")
 
 
-def main_trunk_sections(cell) -> list:
-    """Apical sections from the root to the apical tip farthest (path) from the soma: the main trunk
-    and, beyond the nexus, the tuft branch it continues into (as ``surrogate_cell.cells.sections``)."""
-    from neuron import h
-
-    sections = list(cell.allseclist)
-    soma = next(sec for sec in sections if section_kind(sec) == "soma")
-    apical = [sec for sec in sections if section_kind(sec) == "apic"]
-    h.distance(0, soma(0.5))
-    section = max(apical, key=lambda sec: h.distance(sec(1)))
-    path = [section]
-    while section.parentseg() is not None and section.parentseg().sec in set(apical):
-        section = section.parentseg().sec
-        path.append(section)
-    return path[::-1]
-
-
 def cell_geometry(cell) -> Geometry:
     """:class:`Geometry` of an ``l5pc`` cell; the trunk segment is the main-trunk segment nearest
     :data:`CA_TARGET_DISTANCE_UM` path distance from the soma."""
     distance = segment_path_distances(cell)
     names = [f"{sec.name()}({seg.x:.4g})" for sec in cell.allseclist for seg in sec]
-    trunk_names = {sec.name() for sec in main_trunk_sections(cell)}
-    on_trunk = np.array([name.split("(")[0] in trunk_names for name in names])
-    candidates = np.flatnonzero(on_trunk)
-    trunk = int(candidates[np.argmin(np.abs(distance[candidates] - CA_TARGET_DISTANCE_UM))])
+    trunk = ca_hot_zone_segment(cell)
     types = np.asarray(cell.section_types).astype(str)
     soma = int(np.flatnonzero(types == "soma")[0])
     mid = np.column_stack([cell.x.mean(axis=1), cell.y.mean(axis=1), cell.z.mean(axis=1)])

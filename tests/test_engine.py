@@ -170,9 +170,20 @@ def test_srm_stepper_equals_full_recompute_on_dense_drive_input():
         small_srm(spike_hidden=5, drive_input=True), SRMStepper, draw=random_drive)
 
 
-def assert_fast_stepper_equals_full_recompute_with_spike_feedback(model, stepper_class, draw=random_events) -> None:
+def test_srm_stepper_equals_full_recompute_with_dendritic_event_feedback():
+    """Upward crossings of segment 1's voltage (a 'Ca hot zone') are fed back as the somatic spikes are."""
+    threshold_z = -4.4  # about the median of segment 1 under this random model and input
+    model = small_srm(spike_hidden=5, drive_input=True, feedback_segments=(1,), feedback_thresholds_z=(threshold_z,))
+    crossings = assert_fast_stepper_equals_full_recompute_with_spike_feedback(model, SRMStepper, draw=random_drive,
+                                                                              crossing_z=threshold_z)
+    assert crossings[1] > 3  # the dendritic feedback path was exercised
+
+
+def assert_fast_stepper_equals_full_recompute_with_spike_feedback(model, stepper_class, draw=random_events,
+                                                                  crossing_z: float = 0.3) -> list:
     """150 steps of random input: the family's fast stepper equals the full recompute (float64,
-    1e-9), with somatic spikes (soma segment 2, threshold z 1.5) fed back along the way."""
+    1e-9), with somatic spikes (soma segment 2, threshold z 1.5) fed back along the way; returns
+    every segment's count of upward crossings of ``crossing_z``."""
     generator = torch.Generator().manual_seed(1)
     history = -70.0 + 5.0 * torch.randn(N_CELLS, 100, N_SEGMENTS, generator=generator)
     history[..., 2] = history[..., 2].clamp(max=-65.0)  # soma below its threshold (-62.5 mV) ...
@@ -183,13 +194,18 @@ def assert_fast_stepper_equals_full_recompute_with_spike_feedback(model, stepper
     assert type(fast) is stepper_class
     reference.reset(history, events)
     fast.reset(history, events)
-    n_spikes = 0
+    n_spikes, crossings, above = 0, [0] * N_SEGMENTS, None
     for step in range(150):
         step_events = draw(generator, N_CELLS, N_EVENTS)
         expected, got = reference.step(step_events), fast.step(step_events)
         torch.testing.assert_close(got, expected, rtol=1e-9, atol=1e-9, msg=f"step {step}")
         n_spikes += int((expected[:, 2] > -70.0 + 5.0 * 1.5).sum())
+        now = NORMALISATION.to_z(expected) > crossing_z
+        if above is not None:
+            crossings = [c + int((now[:, s] & ~above[:, s]).sum()) for s, c in enumerate(crossings)]
+        above = now
     assert n_spikes > 3  # the spike feedback path was exercised
+    return crossings
 
 
 def test_srm_cells_with_their_own_logit_thresholds_step_as_separate_runs():

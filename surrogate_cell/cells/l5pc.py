@@ -175,3 +175,34 @@ def segment_path_distances(cell) -> np.ndarray:
     soma = next(sec for sec in cell.allseclist if section_kind(sec) == "soma")
     h.distance(0, soma(0.5))
     return np.array([h.distance(seg) for sec in cell.allseclist for seg in sec])
+
+
+CA_HOT_ZONE_DISTANCE_UM = 750.0
+"""Path distance (um) from the soma of the apical Ca hot zone (Hay et al. 2011: ~685-885 um)."""
+
+
+def main_trunk_sections(cell) -> list:
+    """Apical sections from the root to the apical tip farthest (path) from the soma: the main
+    trunk and, beyond the nexus, the tuft branch it continues into."""
+    from neuron import h
+
+    sections = list(cell.allseclist)
+    soma = next(sec for sec in sections if section_kind(sec) == "soma")
+    apical = [sec for sec in sections if section_kind(sec) == "apic"]
+    h.distance(0, soma(0.5))
+    section = max(apical, key=lambda sec: h.distance(sec(1)))
+    path, apical_set = [section], set(apical)
+    while section.parentseg() is not None and section.parentseg().sec in apical_set:
+        section = section.parentseg().sec
+        path.append(section)
+    return path[::-1]
+
+
+def ca_hot_zone_segment(cell) -> int:
+    """Index (LFPy order) of the main-trunk segment nearest :data:`CA_HOT_ZONE_DISTANCE_UM` path
+    distance from the soma: where apical Ca spikes are read."""
+    distance = segment_path_distances(cell)
+    trunk = {sec.name() for sec in main_trunk_sections(cell)}
+    on_trunk = np.array([sec.name() in trunk for sec in cell.allseclist for _ in sec])
+    candidates = np.flatnonzero(on_trunk)
+    return int(candidates[np.argmin(np.abs(distance[candidates] - CA_HOT_ZONE_DISTANCE_UM))])

@@ -28,7 +28,7 @@ from surrogate_cell.engine.stepper import (
     within_training_range,
 )
 from surrogate_cell.models.normalisation import Normalisation
-from surrogate_cell.models.srm import SRM, exponential_kernels, spike_train
+from surrogate_cell.models.srm import SRM, exponential_kernels, spike_onsets, spike_train
 
 
 class SRMStepper:
@@ -49,7 +49,9 @@ class SRMStepper:
             raise TypeError(f"SRMStepper steps SRM models, not {type(model).__name__}")
         adopt_model(self, model, normalisation, n_cells, device, dtype)
         config = model.config
-        self.n_inputs = self.n_events + 1  # events + the somatic spike train
+        # events, the somatic spike train and the feedback segments' event trains
+        self.trains = torch.tensor([config.soma_segment, *config.feedback_segments], device=device)
+        self.n_inputs = self.n_events + len(self.trains)
         self.n_taus = len(config.all_taus)
         self.width = config.width  # projection width: all ensemble members together
         decay = torch.tensor([math.exp(-1.0 / tau) for tau in config.all_taus], device=device, dtype=dtype)
@@ -69,6 +71,8 @@ class SRMStepper:
                 weights[:n_short] for weights in (self.decay, self.leaving_weight, self.edge_weight))
             self.section_state = torch.zeros(n_cells, n_short, self.section_map.shape[1], device=device, dtype=dtype)
         self.threshold_z = config.spike_threshold_z
+        self.train_thresholds = torch.tensor([self._threshold(), *config.feedback_thresholds_z], device=device,
+                                             dtype=dtype)
         self.logit_thresholds = self._logit_thresholds(logit_thresholds)
         self.soma = config.soma_segment
         self.state = torch.zeros(n_cells, self.n_taus, self.width, device=device, dtype=dtype)
@@ -77,7 +81,7 @@ class SRMStepper:
         self.input_dtype = dtype if self.dense else torch.bool
         self.inputs = torch.zeros(n_cells, self.window, self.n_inputs, device=device, dtype=self.input_dtype)
         self.head = 0  # ring position of the oldest window column
-        self.last_soma_above = torch.zeros(n_cells, dtype=torch.bool, device=device)
+        self.last_above = torch.zeros(n_cells, len(self.trains), dtype=torch.bool, device=device)
         self.latest_z = torch.zeros(n_cells, self.n_segments, device=device, dtype=dtype)
         self.spike_logits = torch.zeros(n_cells, device=device, dtype=dtype)
         self.steps_taken = 0
@@ -86,13 +90,16 @@ class SRMStepper:
     def reset(self, voltage_history_mv: Tensor, event_history: Tensor | None = None) -> None:
         """Start from a history: voltages (n_cells or 1, W, S) mV, events (n_cells or 1, W, E)."""
         z, events = expanded_history(self, voltage_history_mv, event_history)
-        spikes = spike_train(z[..., self.soma], self.threshold_z)  # (cells, W)
+        spikes = torch.stack([spike_train(z[..., self.soma], self.threshold_z)]
+                             + [spike_onsets(z[..., segment], threshold) for segment, threshold
+                                in zip(self.trains[1:].tolist(), self.train_thresholds[1:].tolist())],
+                             dim=-1)  # (cells, W, trains)
         # The state describes the window of the previous step (as the incremental stepper's),
         # which step() moves on by one column. The model pairs event bin s with the voltage
         # at s, and the history's voltages are one ms later than its event bins.
         earlier_spikes = torch.cat([torch.zeros_like(spikes[:, :1]), spikes[:, :-1]], dim=1)
         earlier_spikes[:, :2] = 0  # the model never counts its oldest column as a spike onset
-        previous = torch.cat([events, earlier_spikes[..., None]], dim=-1)  # (cells, W, inputs)
+        previous = torch.cat([events, earlier_spikes], dim=-1)  # (cells, W, inputs)
         filtered = torch.einsum("cwi,wk->cik", previous, self.kernels)
         self.state = torch.einsum("cik,ikh->ckh", filtered, self.rows)
         if self.subunits is not None:
@@ -100,8 +107,8 @@ class SRMStepper:
             self.section_state = torch.einsum("cik,im->ckm", filtered[..., :n_short], self.section_map)
         self.inputs = previous.to(self.input_dtype)
         self.head = 0
-        self.pending_spike = spikes[:, -1].bool()
-        self.last_soma_above = z[:, -1, self.soma] > self._threshold()
+        self.pending_spike = spikes[:, -1].bool()  # (cells, trains)
+        self.last_above = z[:, -1, self.trains] > self.train_thresholds
         self.latest_z = z[:, -1].clone()
         self.steps_taken = 0
 
@@ -109,19 +116,21 @@ class SRMStepper:
     def step(self, events: Tensor) -> Tensor:
         """Advance one ms: ``events`` (n_cells, E) of ``[t, t+1)`` -> voltages (n_cells, S) mV at ``t+1``."""
         events = torch.as_tensor(events, device=self.device)
-        entering = torch.cat([events.to(self.input_dtype), self.pending_spike[:, None].to(self.input_dtype)], dim=1)
+        entering = torch.cat([events.to(self.input_dtype), self.pending_spike.to(self.input_dtype)], dim=1)
         leaving = self.inputs[:, self.head].clone()  # a view would see the overwrite below
         self.inputs[:, self.head] = entering
         self.head = (self.head + 1) % self.window
         # A spike reaching the oldest column leaves a step before its events: the model
         # never counts its oldest column as a spike onset (see spike_onsets).
-        at_edge = self.inputs[:, self.head, -1].clone()
-        self.inputs[:, self.head, -1] = 0
+        at_edge = self.inputs[:, self.head, self.n_events:].clone()
+        self.inputs[:, self.head, self.n_events:] = 0
         active_entering, active_leaving = self._active(entering), self._active(leaving)
-        edge = at_edge[:, None, None].to(self.dtype)
+        edge = at_edge[:, 0, None, None].to(self.dtype)  # the somatic spike train (subunits read it)
         projected_entering = self._projected(active_entering)
         self.state = (self.state * self.decay + projected_entering
-                      - self.leaving_weight * self._projected(active_leaving) - self.edge_weight * edge * self.rows[-1])
+                      - self.leaving_weight * self._projected(active_leaving)
+                      - self.edge_weight * torch.einsum("ci,ikh->ckh", at_edge.to(self.dtype),
+                                                        self.rows[self.n_events:]))
         now, sections_entering = self.state.sum(dim=1) + self.bias, None
         if self.subunits is not None:
             sections_entering = torch.sparse.mm(active_entering, self.section_map)[:, None]
@@ -133,9 +142,9 @@ class SRMStepper:
         gate = self._spike_gate(projected_entering, sections_entering)
         voltage_z = voltage_z + gate[:, None] * self.model.spike_jump
         self.latest_z = within_training_range(voltage_z, self.z_bounds)
-        soma_above = self.latest_z[:, self.soma] > self._threshold()
-        self.pending_spike = soma_above & ~self.last_soma_above
-        self.last_soma_above = soma_above
+        above = self.latest_z[:, self.trains] > self.train_thresholds
+        self.pending_spike = above & ~self.last_above
+        self.last_above = above
         self.steps_taken += 1
         voltage = self.latest_z * self.std + self.mean
         check_finite(voltage, self.steps_taken)

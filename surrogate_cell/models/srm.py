@@ -88,7 +88,10 @@ class SRMConfig(SurrogateConfig):
     ``section_projection``),
     ``soma_segment`` (the soma's voltage channel) and ``spike_threshold_z`` (the soma-voltage
     spike threshold in z units) come from the training data; ``spike_threshold_z: null``
-    disables the spike-history input. ``drive_input`` (from the training data): the event
+    disables the spike-history input. ``dendritic_feedback``: the model also reads the upward
+    crossings of ``feedback_thresholds_z`` by its own voltages of ``feedback_segments`` (filled in
+    from the training cell: the apical Ca hot zone at -20 mV), a dendritic spike fed back as the
+    somatic spike is. ``drive_input`` (from the training data): the event
     channels carry synaptic conductances and the somatic current
     (:func:`surrogate_cell.synapses.drive_channels`) instead of binary events.
     """
@@ -110,6 +113,9 @@ class SRMConfig(SurrogateConfig):
     section_distances: tuple[float, ...] = ()
     section_projection: bool = False
     drive_input: bool = False
+    dendritic_feedback: bool = False
+    feedback_segments: tuple[int, ...] = ()
+    feedback_thresholds_z: tuple[float, ...] = ()
 
     def __post_init__(self) -> None:
         """Validate: events-only, positive time constants."""
@@ -129,6 +135,13 @@ class SRMConfig(SurrogateConfig):
             raise ValueError("input_pools must be non-negative pool indices")
         self.input_sections = tuple(int(i) for i in self.input_sections)
         self.section_distances = tuple(float(d) for d in self.section_distances)
+        self.feedback_segments = tuple(int(i) for i in self.feedback_segments)
+        self.feedback_thresholds_z = tuple(float(z) for z in self.feedback_thresholds_z)
+        if len(self.feedback_segments) != len(self.feedback_thresholds_z):
+            raise ValueError(f"feedback_segments ({len(self.feedback_segments)}) and feedback_thresholds_z "
+                             f"({len(self.feedback_thresholds_z)}) need one threshold per segment")
+        if self.feedback_segments and (self.pooled_taus or self.subunit_hidden or self.section_projection):
+            raise ValueError("dendritic feedback supports neither pooled_taus, subunits nor section_projection")
         if self.drive_input and (self.pooled_taus or self.subunit_hidden or self.section_projection):
             raise ValueError("pooled_taus, subunit_hidden and section_projection read binary excitatory/"
                              "inhibitory event channels; a drive model (conductance input) supports none of them")
@@ -162,7 +175,9 @@ class SRMConfig(SurrogateConfig):
     def n_projected_inputs(self) -> int:
         """Inputs of the per-channel filters: event channels + spike train, or with
         ``section_projection`` every section's excitatory and inhibitory sum + spike train."""
-        return 2 * self.n_sections + 1 if self.section_projection else self.event_channels + 1
+        if self.section_projection:
+            return 2 * self.n_sections + 1
+        return self.event_channels + 1 + len(self.feedback_segments)
 
     @property
     def width(self) -> int:
@@ -356,6 +371,11 @@ def srm_data_fields(cell_meta: dict, normalisation, fields: dict) -> dict:
               "spike_threshold_z": float((cell_meta["spike_threshold_mv"] - normalisation.mean[soma])
                                          / normalisation.std[soma]),
               "drive_input": cell_meta.get("input_kind") == "drive"}
+    if fields.get("dendritic_feedback"):
+        segment = int(cell_meta["ca_segment"])
+        values["feedback_segments"] = (segment,)
+        values["feedback_thresholds_z"] = (float((CA_EVENT_THRESHOLD_MV - normalisation.mean[segment])
+                                                 / normalisation.std[segment]),)
     if fields.get("pooled_taus"):
         values["input_pools"] = pools_by_section_type(
             [cell_meta["section_types"][segment] for segment in cell_meta["input_segments"]])
@@ -364,6 +384,10 @@ def srm_data_fields(cell_meta: dict, normalisation, fields: dict) -> dict:
         values["section_distances"] = cell_meta["section_distances"]
     return values
 
+
+CA_EVENT_THRESHOLD_MV = -20.0
+"""An apical calcium spike: the voltage of the trunk's Ca hot zone (``cell_meta["ca_segment"]``,
+~750 um from the soma) crossing this upwards."""
 
 SRM_FLOAT16_WEIGHTS = ("projection.weight",)
 """Weights shipped in float16 (loading casts them back to float32). The projection is the bulk of
@@ -416,10 +440,14 @@ class SRM(nn.Module):
                                 config.n_voltage_tasks if self.spike_head else config.n_tasks)
 
     def window_inputs(self, x: Tensor) -> Tensor:
-        """(batch, n_inputs, window): the event channels and the somatic spike train."""
+        """(batch, n_inputs, window): the event channels, the somatic spike train and the event
+        trains of the feedback segments (upward crossings of their thresholds)."""
         config = self.config
-        spikes = spike_train(x[:, config.event_channels + config.soma_segment], config.spike_threshold_z)
-        return torch.cat([x[:, :config.event_channels], spikes[:, None]], dim=1)
+        voltages = x[:, config.event_channels:]
+        trains = [spike_train(voltages[:, config.soma_segment], config.spike_threshold_z)]
+        trains += [spike_onsets(voltages[:, segment], threshold)
+                   for segment, threshold in zip(config.feedback_segments, config.feedback_thresholds_z)]
+        return torch.cat([x[:, :config.event_channels], torch.stack(trains, dim=1)], dim=1)
 
     def filtered_inputs(self, x: Tensor) -> Tensor:
         """(batch, n_filtered): every event channel and the spike train through the filter bank."""

@@ -465,7 +465,17 @@ def _fitted_cell_meta(data_set, train_raw: RawSimulations) -> dict:
         soma_traces, train_raw.spike_times)
     cell_meta["spike_targets"] = SOMA_ONSET_TARGETS
     cell_meta["input_kind"] = input_kind(data_set)
+    cell_meta["ca_segment"] = ca_segment_of(data_set.layout.recipe)
     return cell_meta
+
+
+def ca_segment_of(recipe: dict) -> int:
+    """The apical Ca hot-zone segment (:func:`~surrogate_cell.cells.l5pc.ca_hot_zone_segment`) of
+    the cell a data set's recipe builds."""
+    from surrogate_cell.cell import build_cell
+    from surrogate_cell.cells.l5pc import ca_hot_zone_segment
+
+    return ca_hot_zone_segment(build_cell(recipe, {}))
 
 
 def needed_duration_ms(config: TrainConfig, window: int) -> int:
