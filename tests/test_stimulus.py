@@ -163,3 +163,40 @@ def test_mixture_data_sets_store_the_stimulus_and_load_as_drive(tmp_path):
              engine="neuron")
     with pytest.raises(ValueError, match="mix input kinds"):
         load_labelled([data_set, open_data_set(published)], [[0], [0]], progress=False)
+
+
+@pytest.mark.neuron
+@pytest.mark.slow
+def test_a_drive_model_with_ca_feedback_trains_and_evaluates_per_family(tmp_path):
+    """Train a tiny drive SRM with dendritic feedback on NEURON mixture data for a few steps; its
+    checkpoint names the Ca hot zone, and evaluate reports every held-out family."""
+    import json
+
+    from surrogate_cell.checkpoint import load_checkpoint
+    from surrogate_cell.data.generate import generate
+    from surrogate_cell.training.__main__ import main
+
+    data = tmp_path / "mixture.h5"
+    generate(data, 4, 160, seed=9, config=CONFIG, progress=False, engine="neuron")
+    model_file = tmp_path / "srm.yaml"
+    model_file.write_text("family: srm\ntaus: [1, 4, 16]\nhidden: 8\nmlp_layers: 1\nspike_hidden: 4\n"
+                          "dropout: 0.0\nwindow: 50\ndendritic_feedback: true\n")
+    run = tmp_path / "run"
+    assert main(["train", "--data", str(data), "--model", str(model_file), "--out-dir", str(run),
+                 "--max-steps", "6", "--batch-size", "8", "--no-progress"]) == 0
+    model, _, meta, _ = load_checkpoint(run / "best.pt")
+    assert meta["cell"]["input_kind"] == "drive" and model.config.drive_input
+    assert model.config.feedback_segments == (meta["cell"]["ca_segment"],)
+    assert main(["evaluate", "--checkpoint", str(run / "best.pt"), "--data", str(data),
+                 "--out-dir", str(tmp_path / "evaluation"), "--free-run-ms", "60", "--no-figures"]) == 0
+    metrics = json.loads((tmp_path / "evaluation" / "metrics.json").read_text())
+    families = {open_family(data, index) for index in metrics["simulations"]}
+    assert set(metrics["per_family"]) == families
+    for entry in metrics["per_family"].values():
+        assert np.isfinite(entry["rmse_mv"]) and "ca_events" in entry
+
+
+def open_family(path, index: int) -> str:
+    from surrogate_cell.data.store import open_data_set
+
+    return open_data_set(path).simulation_attrs(index)["input_family"]

@@ -430,6 +430,11 @@ class DataSet:
         with open_h5(self.path) as h5:
             return self._group(h5, index)["vmem"][()]
 
+    def simulation_attrs(self, index: int) -> dict:
+        """The attributes (seeds, diagnostics, ``input_family``) of simulation ``index``, without its data."""
+        with open_h5(self.path) as h5:
+            return {name: _plain(value) for name, value in self._group(h5, index).attrs.items()}
+
     def load_simulation(self, index: int) -> SimulationRecord:
         """Everything stored for simulation ``index``."""
         with open_h5(self.path) as h5:

@@ -240,7 +240,8 @@ def evaluate(config: EvaluationConfig) -> dict:
             "outside the physiological range; its weights are probably broken (e.g. NaN). Retrain it "
             "or use another checkpoint.")
     fr_mv = run.voltages_mv.numpy()
-    fr_error = fr_mv - normalisation.to_mv(data.voltages[:, data.window:data.window + n_free]).numpy()
+    true_fr_mv = normalisation.to_mv(data.voltages[:, data.window:data.window + n_free]).numpy()
+    fr_error = fr_mv - true_fr_mv
 
     true_spikes = raw.spike_times
     window_end = data.window + n_free
@@ -260,6 +261,10 @@ def evaluate(config: EvaluationConfig) -> dict:
         **expert_diversity(model, data),
         "per_segment_teacher_forced_rmse_mv": np.sqrt((tf_error ** 2).mean(axis=(0, 1))).tolist(),
     }
+    families = [data_set.simulation_attrs(index).get("input_family") for index in sims]
+    if any(families):
+        metrics["per_family"] = family_metrics(families, fr_mv, true_fr_mv, true_in_window, predicted,
+                                               soma, meta["cell"].get("ca_segment"), data.window)
     out_dir = Path(config.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
@@ -270,6 +275,51 @@ def evaluate(config: EvaluationConfig) -> dict:
         tf_mv = normalisation.to_mv(tf_z).numpy()
         save_evaluation_figures(out_dir, metrics, types, soma, true_mv, tf_mv, fr_mv, data.window)
     return metrics
+
+
+CA_TOLERANCE_MS = 5.0
+CA_REFRACTORY_MS = 20.0
+"""A Ca spike keeps the hot zone above -20 mV for about 20-25 ms: one event per Ca spike."""
+
+
+def family_metrics(families: list, fr_mv: np.ndarray, true_mv: np.ndarray, true_spikes: list, predicted: list,
+                   soma: int, ca_segment: int | None, t0: float) -> dict:
+    """Free-running metrics per input family of ``mixture`` data: all-segment and soma RMSE (mV),
+    somatic spike scores and, when the cell names its Ca hot zone, apical Ca-event scores (upward
+    crossings of -20 mV, ±5 ms)."""
+    from surrogate_cell.models.srm import CA_EVENT_THRESHOLD_MV
+
+    families = np.asarray(families, dtype=object)
+    result = {}
+    for family in sorted(set(families.tolist()), key=str):
+        rows = np.flatnonzero(families == family)
+        error = fr_mv[rows] - true_mv[rows]
+        entry = {"simulations": int(rows.size),
+                 "rmse_mv": float(np.sqrt(np.mean(error ** 2))),
+                 "soma_rmse_mv": float(np.sqrt(np.mean(error[..., soma] ** 2))),
+                 "spikes": spike_scores([true_spikes[i] for i in rows], [predicted[i] for i in rows])}
+        if ca_segment is not None:
+            def events(traces):
+                return [upward_crossing_times(trace, 1.0, CA_EVENT_THRESHOLD_MV, CA_REFRACTORY_MS, t0)
+                        for trace in traces]
+            entry["ca_events"] = spike_scores(events(true_mv[rows, :, ca_segment]),
+                                              events(fr_mv[rows, :, ca_segment]), CA_TOLERANCE_MS)
+        result[str(family)] = entry
+    return result
+
+
+def family_report_lines(metrics: dict) -> list[str]:
+    """One line per input family (``mixture`` data), none otherwise."""
+    lines = []
+    for family, entry in metrics.get("per_family", {}).items():
+        spikes, ca = entry["spikes"], entry.get("ca_events")
+        line = (f"{family:<10} n={entry['simulations']:<3} RMSE {entry['rmse_mv']:5.2f} mV "
+                f"(soma {entry['soma_rmse_mv']:5.2f})  spikes F1 {spikes['f1']:.2f} "
+                f"({spikes['n_true']} true, {spikes['n_predicted']} predicted)")
+        if ca is not None:
+            line += f"  Ca events F1 {ca['f1']:.2f} ({ca['n_true']} true, {ca['n_predicted']} predicted)"
+        lines.append(line)
+    return (["per input family, free-running:"] + lines) if lines else []
 
 
 def format_report(metrics: dict) -> str:
@@ -286,7 +336,7 @@ def format_report(metrics: dict) -> str:
              f"precision {spikes['precision']:.2f} recall {spikes['recall']:.2f} F1 {spikes['f1']:.2f} "
              f"({spikes['n_true']} true, {spikes['n_predicted']} predicted)",
              f"spike-task AUC: {metrics['spike_task_auc']:.3f}"]
-    return "\n".join(lines + mixture_report_lines(metrics))
+    return "\n".join(lines + family_report_lines(metrics) + mixture_report_lines(metrics))
 
 
 def mixture_report_lines(metrics: dict) -> list[str]:
