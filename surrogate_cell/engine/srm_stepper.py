@@ -106,6 +106,8 @@ class SRMStepper:
             n_short = self.section_state.shape[1]
             self.section_state = torch.einsum("cik,im->ckm", filtered[..., :n_short], self.section_map)
         self.inputs = previous.to(self.input_dtype)
+        if self.dense:
+            self.projected_ring = torch.einsum("cwi,ikh->cwkh", previous.to(self.dtype), self.rows)
         self.head = 0
         self.pending_spike = spikes[:, -1].bool()  # (cells, trains)
         self.last_above = z[:, -1, self.trains] > self.train_thresholds
@@ -117,20 +119,26 @@ class SRMStepper:
         """Advance one ms: ``events`` (n_cells, E) of ``[t, t+1)`` -> voltages (n_cells, S) mV at ``t+1``."""
         events = torch.as_tensor(events, device=self.device)
         entering = torch.cat([events.to(self.input_dtype), self.pending_spike.to(self.input_dtype)], dim=1)
-        leaving = self.inputs[:, self.head].clone()  # a view would see the overwrite below
-        self.inputs[:, self.head] = entering
-        self.head = (self.head + 1) % self.window
+        newest = self.head
+        leaving = self.inputs[:, newest].clone()  # a view would see the overwrite below
+        self.inputs[:, newest] = entering
+        self.head = (newest + 1) % self.window
         # A spike reaching the oldest column leaves a step before its events: the model
         # never counts its oldest column as a spike onset (see spike_onsets).
         at_edge = self.inputs[:, self.head, self.n_events:].clone()
         self.inputs[:, self.head, self.n_events:] = 0
+        edge_rows = torch.einsum("ci,ikh->ckh", at_edge.to(self.dtype), self.rows[self.n_events:])
         active_entering, active_leaving = self._active(entering), self._active(leaving)
         edge = at_edge[:, 0, None, None].to(self.dtype)  # the somatic spike train (subunits read it)
         projected_entering = self._projected(active_entering)
+        if self.dense:  # dense input: keep each column's projection instead of projecting it twice
+            projected_leaving = self.projected_ring[:, newest].clone()
+            self.projected_ring[:, newest] = projected_entering
+            self.projected_ring[:, self.head] -= edge_rows
+        else:
+            projected_leaving = self._projected(active_leaving)
         self.state = (self.state * self.decay + projected_entering
-                      - self.leaving_weight * self._projected(active_leaving)
-                      - self.edge_weight * torch.einsum("ci,ikh->ckh", at_edge.to(self.dtype),
-                                                        self.rows[self.n_events:]))
+                      - self.leaving_weight * projected_leaving - self.edge_weight * edge_rows)
         now, sections_entering = self.state.sum(dim=1) + self.bias, None
         if self.subunits is not None:
             sections_entering = torch.sparse.mm(active_entering, self.section_map)[:, None]
@@ -203,6 +211,8 @@ class SRMStepper:
     def state_bytes(self) -> int:
         """Bytes of per-cell state: projected filters and the input ring buffer."""
         sections = 0 if self.subunits is None else self.section_state.numel() * self.section_state.element_size()
+        if self.dense:
+            sections += self.projected_ring.numel() * self.projected_ring.element_size()
         return (self.state.numel() * self.state.element_size() + sections
                 + self.inputs.numel() * self.inputs.element_size())
 
