@@ -96,6 +96,7 @@ from surrogate_cell.spikes import (
     upward_crossing_times,
 )
 from surrogate_cell.synapses import (
+    DRIVE_MECHANISMS,
     EXCITATORY_REVERSAL_MV,
     INHIBITORY_REVERSAL_MV,
     RECEPTORS,
@@ -130,9 +131,6 @@ _WEIGHT_TOLERANCE = 1e-9
 
 INPUT_KINDS = ("events", "drive")
 """Model input kinds: binary events (checkpoints without ``input_kind``) or the conductance drive."""
-
-DRIVE_MECHANISMS = ("AMPANMDA", "GABAA", "ExpSyn", "Exp2Syn")
-"""Synapse mechanisms a drive model takes (their kinetics are known: :mod:`surrogate_cell.synapses`)."""
 
 DRIVE_CLAMP = "IClamp"
 """The one point process a drive model takes, on the soma: its current is the soma-current channel."""

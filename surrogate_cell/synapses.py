@@ -133,6 +133,9 @@ def as_recorded_by_neuron(values: np.ndarray) -> np.ndarray:
 # Conductance drive: every segment's synaptic conductance per receptor class, as 1 ms bin means.
 # ---------------------------------------------------------------------------------------------
 
+DRIVE_MECHANISMS = ("AMPANMDA", "GABAA", "ExpSyn", "Exp2Syn")
+"""The synapse mechanisms whose kinetics are known here: what drive models are trained on and take."""
+
 RECEPTORS = ("ampa", "nmda", "gaba")
 """The drive's receptor channels, in the order of the first axis of a drive block."""
 EXCITATORY_REVERSAL_MV = (-10.0, 10.0)

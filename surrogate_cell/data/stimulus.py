@@ -56,13 +56,14 @@ from surrogate_cell.data.inputs import (
     draw_inputs,
 )
 from surrogate_cell.synapses import (
+    DRIVE_MECHANISMS,
     DriveSynapses,
     bin_mean_conductance,
     drive_channels,
     synapse_kinetics,
 )
 
-MECHANISMS = ("AMPANMDA", "GABAA", "ExpSyn", "Exp2Syn")
+MECHANISMS = DRIVE_MECHANISMS
 """Synapse mechanisms a :class:`Stimulus` may use, by their index in ``synapse_mechanism``."""
 
 FAMILIES = ("rest", "poisson", "modulated", "published", "volleys", "current")
