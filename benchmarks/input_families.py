@@ -3,12 +3,16 @@
 For each input family the model never trained on, one LFPy script is run twice, once with the
 NEURON cell (``l5pc(...)``) and once with ``SurrogateCell(model=..., ...)``; that line is the only
 difference. Both start cold at t = 0 with the input on: the surrogate gets no history and nothing
-from NEURON. NEURON integrates as LFPy leaves it (fixed step, NEURON's default backward Euler)
-at dt = 0.025 ms, the training data's settings; both cells are built with that ``dt``. Every run puts one
-excitatory ``AMPANMDA`` and one inhibitory ``GABAA`` synapse (weight 1.0) on every dendritic
-segment, as the training data does, and records the voltages, five electrodes along the apical
-axis 50 um beside it and the current dipole moment (LFPy probes). Over the
-time after the first ``--discard-ms`` (200 ms) it reports per family:
+from NEURON. By default NEURON integrates as LFPy leaves it (fixed step, NEURON's default backward
+Euler) at dt = 0.025 ms, the settings of the events models' training data (``--neuron-solver
+crank-nicolson``: inside :func:`surrogate_cell.cells.solver.neuron_solver`, the settings of the
+``mixture`` data drive models train on); both cells are built with that ``dt``. The original families
+put one excitatory ``AMPANMDA`` and one inhibitory ``GABAA`` synapse (weight 1.0) on every dendritic
+segment, as the events training data does; the held-out families below build what their
+description says (``LFPy.Synapse`` with its own ``syntype``, weight and time constants,
+``set_spike_times``; ``LFPy.StimIntElectrode`` IClamps on the soma). Every run records the voltages,
+five electrodes along the apical axis 50 um beside it and the current dipole moment (LFPy probes).
+Over the time after the first ``--discard-ms`` (200 ms) it reports per family:
 
 - somatic spikes: counts and F1 within +-3 ms (NEURON: upward crossings of -25 mV by its soma
   voltage at its own dt, 2 ms refractory; surrogate: ``cell.spike_times``);
@@ -20,15 +24,29 @@ time after the first ``--discard-ms`` (200 ms) it reports per family:
 - the mean soma voltage over the last second (for the ``rest`` family: the resting voltage);
 - the CPU (and wall) time of each simulator's ``simulate()``.
 
-Families (``--families``): rest, poisson_published, poisson_weak, poisson_strong,
-poisson_modulated, tuft_volleys, bac, perisomatic_volleys; see :data:`FAMILIES`. It prints a table
-and writes ``input_families.json`` and ``input_families.md`` to ``--out-dir``::
+Families (``--families``; see :data:`FAMILIES`):
+
+- in the training distribution of the ``mixture`` data (``surrogate_cell/data/stimulus.py``; the
+  events models' published/Poisson data holds only the stationary ones): rest, poisson_published,
+  poisson_weak, poisson_strong, poisson_modulated, tuft_volleys, bac, perisomatic_volleys, and the new
+  current_steps (somatic IClamp steps of 0.2-1.5 nA, no synapses: the mixture's ``current`` family
+  draws steps of -0.5-2 nA lasting 50-1000 ms, with no background in half of its simulations);
+- held out (:data:`HELD_OUT_FAMILIES`: no training simulation holds them, since the mixture data
+  draws one family per simulation, modulates with one sinusoid and adds at most 40 ExpSyn/Exp2Syn
+  synapses to its AMPANMDA/GABAA ones): theta_gamma (theta-modulated Poisson with gamma nested in the
+  theta peaks), volleys_on_theta_with_current (tuft and BAC volleys on a theta-modulated background
+  plus a constant somatic current) and exp2syn_population (an LFPy-example population of 50-200
+  Exp2Syn synapses and no other synapse).
+
+A family whose script the model refuses (events models: IClamps, Exp2Syn at weights other than 1)
+is reported as not supported by this model, with the error, and the benchmark goes on. It prints a
+table and writes ``input_families.json`` and ``input_families.md`` to ``--out-dir``::
 
     .venv/bin/python benchmarks/input_families.py [--families bac tuft_volleys] [--seeds 0 1]
         [--duration-ms 1000] [--model l5pc-default] [--out-dir input_families_output]
 
-With the defaults (8 families, 2 seeds, 1 s; rest once for 2 s) it took about 9 minutes of CPU
-on this project's 2-core machine (2026-12-03): NEURON 26-33 CPU s per simulated second (LFPy
+With the defaults of 2026-12-03 (8 families, 2 seeds, 1 s; rest once for 2 s) it took about 9
+minutes of CPU on this project's 2-core machine: NEURON 26-33 CPU s per simulated second (LFPy
 with two probes at dt = 0.025 ms), the surrogate (one torch thread, ``--torch-threads``) 2-3.
 """
 
@@ -43,7 +61,7 @@ import time
 import warnings
 import zlib
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 
@@ -53,9 +71,13 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from surrogate_cell.cell import SurrogateCell, SynapseMappingWarning
+from surrogate_cell.cell import SurrogateCell, SynapseMappingError, SynapseMappingWarning, UnsupportedFeatureError
 from surrogate_cell.cells import l5pc, segment_path_distances
 from surrogate_cell.cells.l5pc import CA_HOT_ZONE_DISTANCE_UM, ca_hot_zone_segment
+from surrogate_cell.cells.solver import BACKWARD_EULER_SOLVER, DEFAULT_SOLVER, NeuronSolver
+from surrogate_cell.cells.solver import neuron_solver as solver_block
+from surrogate_cell.checkpoint import load_checkpoint
+from surrogate_cell.pretrained import resolve_model
 from surrogate_cell.spikes import REFRACTORY_MS, SPIKE_THRESHOLD_MV, spike_scores, upward_crossing_times
 
 # ----------------------------------------------------------------------------- protocol constants
@@ -118,7 +140,9 @@ class Geometry:
     section_types: np.ndarray
     path_distance_um: np.ndarray
     length_um: np.ndarray
+    area_um2: np.ndarray
     input_segments: np.ndarray
+    soma_segment: int
     trunk_segment: int
     trunk_segment_name: str
     trunk_euclidean_um: float
@@ -148,6 +172,12 @@ class Geometry:
             return np.flatnonzero((types == "basal") | (distance <= PERISOMATIC_MAX_DISTANCE_UM))
         raise ValueError(f"unknown region {name!r}")
 
+    def random_input_segments(self, n: int, rng: np.random.Generator) -> np.ndarray:
+        """``n`` dendritic segments drawn with replacement in proportion to their membrane area, as
+        ``cell.get_rand_idx_area_norm(section=["dend", "apic"], nidx=n)`` does (with ``rng``)."""
+        area = self.area_um2[self.input_segments]
+        return rng.choice(self.input_segments, size=n, p=area / area.sum())
+
 
 def cell_geometry(cell) -> Geometry:
     """:class:`Geometry` of an ``l5pc`` cell; the trunk segment is the main-trunk segment nearest
@@ -162,7 +192,9 @@ def cell_geometry(cell) -> Geometry:
         section_types=types,
         path_distance_um=distance,
         length_um=np.asarray(cell.length, dtype=float),
+        area_um2=np.asarray(cell.area, dtype=float),
         input_segments=np.flatnonzero(np.isin(types, ("basal", "apical", "oblique"))),
+        soma_segment=soma,
         trunk_segment=trunk,
         trunk_segment_name=names[trunk],
         trunk_euclidean_um=float(np.linalg.norm(mid[trunk] - mid[soma])),
@@ -172,20 +204,46 @@ def cell_geometry(cell) -> Geometry:
 # ----------------------------------------------------------------------------- input families
 
 
+@dataclass(frozen=True)
+class SynapseSpec:
+    """One more synapse of the script: ``LFPy.Synapse(cell, idx=idx, syntype=syntype, weight=weight,
+    **parameters)`` with ``set_spike_times(times)``."""
+
+    idx: int
+    syntype: str
+    weight: float
+    parameters: dict
+    times: np.ndarray
+
+
+@dataclass(frozen=True)
+class CurrentClamp:
+    """A somatic ``LFPy.StimIntElectrode(cell, idx=soma, pptype="IClamp", amp=, delay=, dur=)``."""
+
+    amp_na: float
+    delay_ms: float
+    dur_ms: float
+
+
 @dataclass
 class FamilyInput:
-    """Spike times (ms, sorted) of the excitatory and inhibitory synapse of every input segment."""
+    """Spike times (ms, sorted) of the excitatory ``AMPANMDA`` and inhibitory ``GABAA`` synapse of every
+    input segment (empty lists: no such synapses), other synapses, and somatic current clamps."""
 
     exc: list[np.ndarray]
     inh: list[np.ndarray]
+    synapses: list[SynapseSpec] = field(default_factory=list)
+    clamps: list[CurrentClamp] = field(default_factory=list)
 
     def n_events(self) -> dict:
-        """Total input events per kind."""
-        return {"exc": int(sum(t.size for t in self.exc)), "inh": int(sum(t.size for t in self.inh))}
+        """Total input events per kind (other synapses together) and the number of current clamps."""
+        return {"exc": int(sum(t.size for t in self.exc)), "inh": int(sum(t.size for t in self.inh)),
+                "other_synapses": int(sum(s.times.size for s in self.synapses)), "current_clamps": len(self.clamps)}
 
     def same_ms_extra_events(self) -> int:
-        """Events the surrogate merges: a second (third, ...) event of one synapse in one 1 ms bin."""
-        return int(sum(t.size - np.unique(np.floor(t)).size for t in self.exc + self.inh))
+        """Events an events model merges: a second (third, ...) event of one synapse in one 1 ms bin."""
+        trains = self.exc + self.inh + [s.times for s in self.synapses]
+        return int(sum(t.size - np.unique(np.floor(t)).size for t in trains))
 
 
 def poisson_trains(rates_hz: np.ndarray, duration_ms: float, rng: np.random.Generator,
@@ -207,12 +265,20 @@ def poisson_trains(rates_hz: np.ndarray, duration_ms: float, rng: np.random.Gene
     return trains
 
 
+def published_poisson(geometry: Geometry, duration_ms: float, rng: np.random.Generator, exc_scale: float,
+                      inh_scale: float, modulation: Callable[[np.ndarray], np.ndarray] | None = None,
+                      max_modulation: float = 1.0) -> FamilyInput:
+    """Poisson input at multiples of the published mean rates, optionally all multiplied by ``modulation``
+    (see :func:`poisson_trains`); excitatory trains are drawn first."""
+    exc_hz, inh_hz = geometry.published_rates_hz()
+    return FamilyInput(poisson_trains(exc_scale * exc_hz, duration_ms, rng, modulation, max_modulation),
+                       poisson_trains(inh_scale * inh_hz, duration_ms, rng, modulation, max_modulation))
+
+
 def stationary(geometry: Geometry, duration_ms: float, rng: np.random.Generator,
                exc_scale: float, inh_scale: float) -> FamilyInput:
     """Stationary Poisson input at multiples of the published mean rates."""
-    exc_hz, inh_hz = geometry.published_rates_hz()
-    return FamilyInput(poisson_trains(exc_scale * exc_hz, duration_ms, rng),
-                       poisson_trains(inh_scale * inh_hz, duration_ms, rng))
+    return published_poisson(geometry, duration_ms, rng, exc_scale, inh_scale)
 
 
 def no_input(geometry: Geometry, duration_ms: float, rng: np.random.Generator) -> FamilyInput:
@@ -226,19 +292,34 @@ MODULATION_EXC_SCALE = 1.5
 THETA_HZ, GAMMA_HZ = 8.0, 40.0
 
 
+def sinusoid(frequency_hz: float, depth: float, phase: float) -> Callable[[np.ndarray], np.ndarray]:
+    """The gain ``1 + depth sin(2 pi f t + phase)`` as a function of time in ms."""
+    def gain(t_ms: np.ndarray) -> np.ndarray:
+        return 1.0 + depth * np.sin(2.0 * np.pi * frequency_hz * t_ms / 1000.0 + phase)
+    return gain
+
+
 def modulated(geometry: Geometry, duration_ms: float, rng: np.random.Generator, seed: int) -> FamilyInput:
     """Poisson input whose rates (1.5x published excitation, published inhibition) are all multiplied by
     ``1 + 0.8 sin(2 pi f t)``: theta (8 Hz) for even seeds, gamma (40 Hz) for odd ones, random phase."""
     frequency = THETA_HZ if seed % 2 == 0 else GAMMA_HZ
-    phase = rng.uniform(0.0, 2.0 * np.pi)
+    gain = sinusoid(frequency, MODULATION_DEPTH, rng.uniform(0.0, 2.0 * np.pi))
+    return published_poisson(geometry, duration_ms, rng, MODULATION_EXC_SCALE, 1.0, gain, 1.0 + MODULATION_DEPTH)
 
-    def gain(t_ms: np.ndarray) -> np.ndarray:
-        return 1.0 + MODULATION_DEPTH * np.sin(2.0 * np.pi * frequency * t_ms / 1000.0 + phase)
 
-    exc_hz, inh_hz = geometry.published_rates_hz()
-    peak = 1.0 + MODULATION_DEPTH
-    return FamilyInput(poisson_trains(MODULATION_EXC_SCALE * exc_hz, duration_ms, rng, gain, peak),
-                       poisson_trains(inh_hz, duration_ms, rng, gain, peak))
+THETA_RANGE_HZ = (6.0, 8.0)
+GAMMA_RANGE_HZ = (30.0, 80.0)
+NESTED_GAMMA_DEPTH = 0.6
+
+
+def theta_gamma(geometry: Geometry, duration_ms: float, rng: np.random.Generator) -> FamilyInput:
+    """Poisson input at the published mean rates, all multiplied by ``(1 + 0.8 sin theta)(1 + 0.6 sin
+    gamma)``: theta 6-8 Hz and gamma 30-80 Hz (uniform, random phases), the gamma's depth growing with
+    the theta gain (largest in the theta peaks, nearly none in its troughs). The gain's mean is 1."""
+    theta = sinusoid(rng.uniform(*THETA_RANGE_HZ), MODULATION_DEPTH, rng.uniform(0.0, 2.0 * np.pi))
+    gamma = sinusoid(rng.uniform(*GAMMA_RANGE_HZ), NESTED_GAMMA_DEPTH, rng.uniform(0.0, 2.0 * np.pi))
+    peak = (1.0 + MODULATION_DEPTH) * (1.0 + NESTED_GAMMA_DEPTH)
+    return published_poisson(geometry, duration_ms, rng, 1.0, 1.0, lambda t: theta(t) * gamma(t), peak)
 
 
 def volley_onsets(duration_ms: float, rng: np.random.Generator) -> np.ndarray:
@@ -266,23 +347,32 @@ BAC_DELAY_MS = (3.0, 7.0)
 PERISOMATIC_VOLLEY_SIZES = (60, 220)
 
 
+def add_tuft_volley(inputs: FamilyInput, geometry: Geometry, onset_ms: float, rng: np.random.Generator) -> None:
+    """A synchronous excitatory volley of 70-120 of the tuft's synapses (>= 700 um)."""
+    size = int(rng.integers(TUFT_VOLLEY_SIZES[0], TUFT_VOLLEY_SIZES[1] + 1))
+    add_volley(inputs.exc, geometry.region("tuft"), size, onset_ms, rng)
+
+
+def add_bac_pair(inputs: FamilyInput, geometry: Geometry, onset_ms: float, rng: np.random.Generator) -> None:
+    """A BAC-style pair: a perisomatic/basal volley (140 synapses) and, 3-7 ms later, a tuft volley
+    (40 synapses) that alone stays below the Ca-spike threshold."""
+    add_volley(inputs.exc, geometry.region("perisomatic"), BAC_PERISOMATIC_SIZE, onset_ms, rng)
+    add_volley(inputs.exc, geometry.region("tuft"), BAC_TUFT_SIZE, onset_ms + rng.uniform(*BAC_DELAY_MS), rng)
+
+
 def tuft_volleys(geometry: Geometry, duration_ms: float, rng: np.random.Generator) -> FamilyInput:
     """Background plus synchronous excitatory volleys of 70-120 of the tuft's synapses (>= 700 um)."""
     inputs = background(geometry, duration_ms, rng)
-    tuft = geometry.region("tuft")
     for onset in volley_onsets(duration_ms, rng):
-        add_volley(inputs.exc, tuft, int(rng.integers(TUFT_VOLLEY_SIZES[0], TUFT_VOLLEY_SIZES[1] + 1)), onset, rng)
+        add_tuft_volley(inputs, geometry, onset, rng)
     return inputs
 
 
 def bac(geometry: Geometry, duration_ms: float, rng: np.random.Generator) -> FamilyInput:
-    """Background plus BAC-style pairs: a perisomatic/basal volley (140 synapses) and, 3-7 ms later,
-    a tuft volley (40 synapses) that alone stays below the Ca-spike threshold."""
+    """Background plus BAC-style pairs (:func:`add_bac_pair`)."""
     inputs = background(geometry, duration_ms, rng)
-    tuft, perisomatic = geometry.region("tuft"), geometry.region("perisomatic")
     for onset in volley_onsets(duration_ms, rng):
-        add_volley(inputs.exc, perisomatic, BAC_PERISOMATIC_SIZE, onset, rng)
-        add_volley(inputs.exc, tuft, BAC_TUFT_SIZE, onset + rng.uniform(*BAC_DELAY_MS), rng)
+        add_bac_pair(inputs, geometry, onset, rng)
     return inputs
 
 
@@ -296,6 +386,68 @@ def perisomatic_volleys(geometry: Geometry, duration_ms: float, rng: np.random.G
     return inputs
 
 
+# held-out families: combinations and inputs no training simulation holds
+
+SOMATIC_CURRENT_NA = 0.3
+
+
+def volleys_on_theta_with_current(geometry: Geometry, duration_ms: float, rng: np.random.Generator) -> FamilyInput:
+    """A quarter-rate background multiplied by a theta rhythm (``1 + 0.8 sin``, 6-8 Hz), tuft volleys or
+    BAC pairs (even odds each) every 150 +- 20 ms, and a constant 0.3 nA somatic current from t = 0."""
+    theta = sinusoid(rng.uniform(*THETA_RANGE_HZ), MODULATION_DEPTH, rng.uniform(0.0, 2.0 * np.pi))
+    inputs = published_poisson(geometry, duration_ms, rng, BACKGROUND_SCALE, BACKGROUND_SCALE, theta,
+                               1.0 + MODULATION_DEPTH)
+    for onset in volley_onsets(duration_ms, rng):
+        (add_tuft_volley if rng.uniform() < 0.5 else add_bac_pair)(inputs, geometry, onset, rng)
+    inputs.clamps.append(CurrentClamp(SOMATIC_CURRENT_NA, 0.0, float(duration_ms)))
+    return inputs
+
+
+EXP2SYN_COUNT = (50, 200)
+EXP2SYN_INHIBITORY_FRACTION = 0.2
+EXP2SYN_WEIGHT_US = (0.001, 0.01)
+EXP2SYN_RATE_HZ = (5.0, 20.0)
+EXP2SYN_TAU1_MS = (0.3, 1.0)
+EXP2SYN_TAU2_MS = {"exc": (2.0, 10.0), "inh": (8.0, 15.0)}
+EXP2SYN_E_MV = {"exc": 0.0, "inh": -80.0}
+
+
+def exp2syn_population(geometry: Geometry, duration_ms: float, rng: np.random.Generator) -> FamilyInput:
+    """What a user writes after LFPy's examples: 50-200 ``Exp2Syn`` synapses on dendritic segments drawn
+    in proportion to their area, 20 % inhibitory (e = -80 mV, tau2 8-15 ms), the rest excitatory (e = 0,
+    tau2 2-10 ms), tau1 0.3-1 ms, weights 0.001-0.01 uS, each driven by Poisson spikes at 5-20 Hz
+    (all uniform per synapse); no other synapses."""
+    n = int(rng.integers(EXP2SYN_COUNT[0], EXP2SYN_COUNT[1] + 1))
+    segments = geometry.random_input_segments(n, rng)
+    inhibitory = np.zeros(n, dtype=bool)
+    inhibitory[rng.choice(n, size=int(round(EXP2SYN_INHIBITORY_FRACTION * n)), replace=False)] = True
+    tau1 = rng.uniform(*EXP2SYN_TAU1_MS, n)
+    tau2 = np.where(inhibitory, rng.uniform(*EXP2SYN_TAU2_MS["inh"], n), rng.uniform(*EXP2SYN_TAU2_MS["exc"], n))
+    weights = rng.uniform(*EXP2SYN_WEIGHT_US, n)
+    trains = poisson_trains(rng.uniform(*EXP2SYN_RATE_HZ, n), duration_ms, rng)
+    synapses = [SynapseSpec(int(idx), "Exp2Syn", float(weight),
+                            {"e": EXP2SYN_E_MV["inh" if inh else "exc"], "tau1": float(t1), "tau2": float(t2)}, times)
+                for idx, inh, t1, t2, weight, times in zip(segments, inhibitory, tau1, tau2, weights, trains)]
+    return FamilyInput([], [], synapses)
+
+
+CURRENT_STEPS_NA = (0.2, 0.6, 1.0, 1.5)
+CURRENT_STEP_MS = 300.0
+CURRENT_GAP_MS = 200.0
+CURRENT_FIRST_MS = DISCARD_MS + 50.0
+CURRENT_STEPS_DURATION_MS = int(CURRENT_FIRST_MS + len(CURRENT_STEPS_NA) * (CURRENT_STEP_MS + CURRENT_GAP_MS))
+"""Steps at 250-550, 750-1050, 1250-1550 and 1750-2050 ms; the run ends 200 ms after the last."""
+
+
+def current_steps(geometry: Geometry, duration_ms: float, rng: np.random.Generator) -> FamilyInput:
+    """Somatic IClamp steps of 0.2, 0.6, 1.0 and 1.5 nA, 300 ms each, 200 ms apart, from 250 ms (those
+    that end within the run); no synapses."""
+    starts = CURRENT_FIRST_MS + np.arange(len(CURRENT_STEPS_NA)) * (CURRENT_STEP_MS + CURRENT_GAP_MS)
+    return FamilyInput([], [], clamps=[CurrentClamp(amp, float(start), CURRENT_STEP_MS)
+                                       for amp, start in zip(CURRENT_STEPS_NA, starts)
+                                       if start + CURRENT_STEP_MS <= duration_ms])
+
+
 @dataclass(frozen=True)
 class Family:
     """One input family: how to draw its input, and its fixed duration (None: ``--duration-ms``)."""
@@ -305,6 +457,9 @@ class Family:
     draw: Callable[[Geometry, float, np.random.Generator, int], FamilyInput]
     duration_ms: int | None = None
     seeded: bool = True
+    held_out: bool = False
+    """True: no simulation of the ``mixture`` training data holds this input (see the module docstring;
+    ``current_steps``, new like the held-out families, is in that distribution)."""
 
 
 def _unseeded(function):
@@ -327,7 +482,26 @@ FAMILIES: dict[str, Family] = {family.name: family for family in (
            "a sub-threshold tuft volley (40 synapses), every 150 +- 20 ms", _unseeded(bac)),
     Family("perisomatic_volleys", "quarter-rate background + volleys of 60-220 basal/proximal (<= 150 um) "
            "synapses every 150 +- 20 ms", _unseeded(perisomatic_volleys)),
+    Family("theta_gamma", "Poisson at the published mean rates x (1 + 0.8 sin theta)(1 + 0.6 sin gamma), "
+           "theta 6-8 Hz, gamma 30-80 Hz nested in the theta peaks", _unseeded(theta_gamma), held_out=True),
+    Family("volleys_on_theta_with_current", "quarter-rate background x (1 + 0.8 sin theta), 6-8 Hz, + tuft "
+           "volleys or BAC pairs every 150 +- 20 ms + 0.3 nA somatic IClamp throughout",
+           _unseeded(volleys_on_theta_with_current), held_out=True),
+    Family("exp2syn_population", "50-200 Exp2Syn (20 % e = -80 mV, tau2 8-15 ms; else e = 0, tau2 2-10 ms; "
+           "tau1 0.3-1 ms; 0.001-0.01 uS) on area-weighted dendritic segments, Poisson 5-20 Hz each",
+           _unseeded(exp2syn_population), held_out=True),
+    Family("current_steps", "somatic IClamp steps 0.2, 0.6, 1.0, 1.5 nA, 300 ms each, 200 ms gaps, from "
+           f"{CURRENT_FIRST_MS:.0f} ms; no synapses", _unseeded(current_steps), CURRENT_STEPS_DURATION_MS,
+           seeded=False),
 )}
+
+HELD_OUT_FAMILIES = tuple(name for name, family in FAMILIES.items() if family.held_out)
+"""Families no simulation of the ``mixture`` training data holds; the others are in its distribution."""
+
+
+def training_distribution(name: str) -> str:
+    """``"held out"`` or ``"in the training distribution"`` (of the ``mixture`` training data)."""
+    return "held out" if FAMILIES[name].held_out else "in the training distribution"
 
 
 def family_rng(name: str, seed: int) -> np.random.Generator:
@@ -338,18 +512,24 @@ def family_rng(name: str, seed: int) -> np.random.Generator:
 # ----------------------------------------------------------------------------- the LFPy script
 
 
-def lfpy_script(cell, inputs: FamilyInput, input_segments: np.ndarray) -> dict:
-    """The user's script, identical for both cells: synapses, electrode, dipole, simulate.
+def lfpy_script(cell, inputs: FamilyInput, geometry: Geometry) -> dict:
+    """The user's script, identical for both cells: synapses, current clamps, electrode, dipole, simulate.
 
     Returns the numpy results the metrics need (1 ms voltages of all segments, soma and trunk at
     the cell's dt, LFP and dipole on 1 ms) and the CPU and wall time of ``simulate()``.
     """
     synapses = []
     for syntype, trains in (("AMPANMDA", inputs.exc), ("GABAA", inputs.inh)):
-        for idx, times in zip(input_segments, trains):
+        for idx, times in zip(geometry.input_segments, trains):
             synapse = LFPy.Synapse(cell, idx=int(idx), syntype=syntype, weight=1.0)
             synapse.set_spike_times(np.asarray(times, dtype=float))
             synapses.append(synapse)
+    for spec in inputs.synapses:
+        synapse = LFPy.Synapse(cell, idx=spec.idx, syntype=spec.syntype, weight=spec.weight, **spec.parameters)
+        synapse.set_spike_times(np.asarray(spec.times, dtype=float))
+        synapses.append(synapse)
+    clamps = [LFPy.StimIntElectrode(cell, idx=geometry.soma_segment, pptype="IClamp", amp=clamp.amp_na,
+                                    delay=clamp.delay_ms, dur=clamp.dur_ms) for clamp in inputs.clamps]
     n = len(ELECTRODE_Z_UM)
     electrode = LFPy.RecExtElectrode(cell, x=np.full(n, ELECTRODE_X_UM), y=np.zeros(n),
                                      z=np.array(ELECTRODE_Z_UM), sigma=SIGMA_S_PER_M)
@@ -360,14 +540,22 @@ def lfpy_script(cell, inputs: FamilyInput, input_segments: np.ndarray) -> dict:
     every_ms = int(round(1.0 / cell.dt))
     return {"vmem_1ms": cell.vmem[:, ::every_ms].copy(), "soma": cell.somav.copy(), "dt": float(cell.dt),
             "lfp_1ms": electrode.data[:, ::every_ms].copy(), "dipole_z_1ms": dipole.data[2, ::every_ms].copy(),
-            "cpu_s": cpu, "wall_s": wall, "n_synapses": len(synapses)}
+            "cpu_s": cpu, "wall_s": wall, "n_synapses": len(synapses), "n_clamps": len(clamps)}
 
 
-def run_neuron(inputs: FamilyInput, geometry: Geometry, duration_ms: int) -> dict:
-    """The script with ``l5pc(...)``; NEURON spikes are upward crossings of -25 mV at its dt."""
-    cell = l5pc(tstop=float(duration_ms), dt=DT_MS)
+NEURON_SOLVERS: dict[str, NeuronSolver] = {"backward-euler": BACKWARD_EULER_SOLVER, "crank-nicolson": DEFAULT_SOLVER}
+"""``--neuron-solver`` choices: NEURON's default as LFPy leaves it (the events models' training data, and
+this benchmark's numbers before 2026-12-03 pm), or the project's solver (the ``mixture`` data's)."""
+
+
+def run_neuron(inputs: FamilyInput, geometry: Geometry, duration_ms: int,
+               solver: NeuronSolver = BACKWARD_EULER_SOLVER) -> dict:
+    """The script with ``l5pc(...)``, integrated by ``solver``; NEURON spikes are upward crossings of
+    -25 mV at its dt."""
+    cell = l5pc(tstop=float(duration_ms), dt=solver.dt)
     try:
-        result = lfpy_script(cell, inputs, geometry.input_segments)
+        with solver_block(solver):
+            result = lfpy_script(cell, inputs, geometry)
         result["trunk"] = cell.vmem[geometry.trunk_segment].copy()
         result["spikes"] = upward_crossing_times(cell.somav, cell.dt, NEURON_SPIKE_THRESHOLD_MV, REFRACTORY_MS)
     finally:
@@ -375,12 +563,20 @@ def run_neuron(inputs: FamilyInput, geometry: Geometry, duration_ms: int) -> dic
     return result
 
 
+UNSUPPORTED_ERRORS = (UnsupportedFeatureError, SynapseMappingError)
+"""What a surrogate raises for a script its model cannot take (e.g. an IClamp on an events model)."""
+
+
 def run_surrogate(model: str, inputs: FamilyInput, geometry: Geometry, duration_ms: int) -> dict:
-    """The script with ``SurrogateCell(model=...)``, cold (no history); spikes are ``cell.spike_times``."""
+    """The script with ``SurrogateCell(model=...)``, cold (no history); spikes are ``cell.spike_times``.
+
+    Raises one of :data:`UNSUPPORTED_ERRORS` (at the script line the model cannot take) for input the
+    model does not support."""
     cell = SurrogateCell(model=model, tstop=float(duration_ms), dt=DT_MS)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", SynapseMappingWarning)
-        result = lfpy_script(cell, inputs, geometry.input_segments)
+        result = lfpy_script(cell, inputs, geometry)
+    result["input_kind"] = cell.input_kind
     result["trunk"] = cell.vmem[geometry.trunk_segment].copy()
     result["spikes"] = np.asarray(cell.spike_times, dtype=float).copy()
     result["spike_threshold_mv"] = float(cell.spike_threshold)
@@ -484,7 +680,8 @@ def parse_arguments(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="l5pc-default", help="shipped model name or checkpoint path")
     parser.add_argument("--families", nargs="+", default=list(FAMILIES), choices=list(FAMILIES), metavar="FAMILY",
-                        help=f"input families (default: all): {', '.join(FAMILIES)}")
+                        help=f"input families (default: all): {', '.join(FAMILIES)}; held out of the mixture "
+                             f"training data: {', '.join(HELD_OUT_FAMILIES)}")
     parser.add_argument("--seeds", nargs="+", type=int, default=list(DEFAULT_SEEDS),
                         help="input seeds of every seeded family (rest runs once)")
     parser.add_argument("--duration-ms", type=int, default=DEFAULT_DURATION_MS,
@@ -496,6 +693,10 @@ def parse_arguments(argv=None) -> argparse.Namespace:
     parser.add_argument("--torch-threads", type=int, default=1,
                         help="torch threads of the surrogate (default 1, like NEURON's one thread; with 2 on "
                              "this 2-core machine a 1 s run took 30 s instead of 2 s)")
+    parser.add_argument("--neuron-solver", choices=list(NEURON_SOLVERS), default="backward-euler",
+                        help="NEURON's integration: backward-euler (default; NEURON's own as LFPy leaves it, the "
+                             "events models' training data and this benchmark's earlier numbers) or crank-nicolson "
+                             "(the project's neuron_solver(), the mixture data drive models train on)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
     for name in ("duration_ms", "rest_duration_ms"):
@@ -513,13 +714,9 @@ def geometry_of_default_cell() -> Geometry:
     return cell_geometry(l5pc(tstop=1.0, dt=DT_MS))
 
 
-def neuron_solver() -> str:
-    """NEURON's integration method in this process, as the runs used it."""
-    from neuron import h
-
-    method = {0: "backward Euler", 1: "Crank-Nicolson (ion currents first order)", 2: "Crank-Nicolson"}
-    order = int(h.secondorder)
-    return f"{method.get(order, '?')} (h.secondorder = {order}), fixed step dt = {DT_MS} ms (CVode off)"
+def neuron_solver(solver: NeuronSolver = BACKWARD_EULER_SOLVER) -> str:
+    """NEURON's integration method as the runs used it."""
+    return f"{solver.description}, fixed step (CVode off)"
 
 
 def machine() -> dict:
@@ -541,14 +738,22 @@ def run(args: argparse.Namespace) -> dict:
     geometry = geometry_of_default_cell()
     plan = [(name, seed) for name in args.families
             for seed in (args.seeds if FAMILIES[name].seeded else [None])]
+    solver = NEURON_SOLVERS[args.neuron_solver]
     runs: dict[str, list[dict]] = {name: [] for name in args.families}
-    threshold = None
+    unsupported: dict[str, str] = {}
+    threshold, input_kind = None, model_input_kind(args.model)
     for name, seed in tqdm(plan, desc="input families", unit="run", disable=args.no_progress):
+        if name in unsupported:  # every seed builds the same kind of script
+            continue
         family = FAMILIES[name]
-        duration = args.rest_duration_ms if name == "rest" else (family.duration_ms or args.duration_ms)
+        duration = family_duration(name, args)
         inputs = family.draw(geometry, float(duration), family_rng(name, seed or 0), seed or 0)
-        neuron_run = run_neuron(inputs, geometry, duration)
-        surrogate_run = run_surrogate(args.model, inputs, geometry, duration)
+        try:  # the surrogate first: a script the model refuses fails at once, without a NEURON run
+            surrogate_run = run_surrogate(args.model, inputs, geometry, duration)
+        except UNSUPPORTED_ERRORS as error:
+            unsupported[name] = f"{type(error).__name__}: {error}"
+            continue
+        neuron_run = run_neuron(inputs, geometry, duration, solver)
         threshold = surrogate_run["spike_threshold_mv"]
         metrics = run_metrics(neuron_run, surrogate_run, duration, args.discard_ms)
         runs[name].append({"seed": seed, "duration_ms": duration, "input_events": inputs.n_events(),
@@ -557,16 +762,22 @@ def run(args: argparse.Namespace) -> dict:
     families = {}
     for name in args.families:
         family = FAMILIES[name]
-        duration = runs[name][0]["duration_ms"]
-        families[name] = {"description": family.description, "duration_ms": duration,
+        duration = family_duration(name, args)
+        families[name] = {"description": family.description, "training_distribution": training_distribution(name),
+                          "held_out": family.held_out, "supported": name not in unsupported,
+                          "unsupported_error": unsupported.get(name), "duration_ms": duration,
                           "compared_ms": duration - args.discard_ms, "seeds": [run["seed"] for run in runs[name]],
-                          "summary": family_summary(runs[name]), "runs": runs[name]}
+                          "summary": family_summary(runs[name]) if runs[name] else None, "runs": runs[name]}
     rest = families.get("rest")
     report = {
         "settings": {
             "model": args.model, "families": args.families, "seeds": args.seeds, "duration_ms": args.duration_ms,
             "rest_duration_ms": args.rest_duration_ms, "discard_ms": args.discard_ms, "dt_ms": DT_MS,
-            "neuron_solver": neuron_solver(),
+            "neuron_solver": neuron_solver(solver), "model_input_kind": input_kind,
+            "held_out_families": [name for name in args.families if FAMILIES[name].held_out],
+            "training_distribution": "held out: no simulation of the mixture training data "
+                                     "(surrogate_cell/data/stimulus.py, one family per simulation, one sinusoid) "
+                                     "holds this input; in the training distribution: the mixture data holds it",
             "start": "cold: both at t = 0 with v_init and the input on; no history given to the surrogate",
             "neuron_spike_threshold_mv": NEURON_SPIKE_THRESHOLD_MV, "surrogate_spike_threshold_mv": threshold,
             "spike_refractory_ms": REFRACTORY_MS, "spike_tolerance_ms": SPIKE_TOLERANCE_MS,
@@ -580,7 +791,7 @@ def run(args: argparse.Namespace) -> dict:
         "trunk_segment": {"index": geometry.trunk_segment, "name": geometry.trunk_segment_name,
                           "path_distance_um": float(geometry.path_distance_um[geometry.trunk_segment]),
                           "euclidean_distance_um": geometry.trunk_euclidean_um},
-        "resting_voltage_mv": rest["summary"]["soma_mean_v_last_s_mv"] if rest else None,
+        "resting_voltage_mv": rest["summary"]["soma_mean_v_last_s_mv"] if rest and rest["summary"] else None,
         "families": families,
     }
     args.out_dir.mkdir(parents=True, exist_ok=True)
@@ -590,19 +801,36 @@ def run(args: argparse.Namespace) -> dict:
     return report
 
 
+def model_input_kind(model: str) -> str:
+    """``"events"`` or ``"drive"``: what the model reads (its checkpoint's ``cell.input_kind``)."""
+    return str(load_checkpoint(resolve_model(model))[2]["cell"].get("input_kind", "events"))
+
+
+def family_duration(name: str, args: argparse.Namespace) -> int:
+    """Simulated ms of every run of one family."""
+    return args.rest_duration_ms if name == "rest" else (FAMILIES[name].duration_ms or args.duration_ms)
+
+
 def _f(value: float, digits: int = 2) -> str:
     return "nan" if value is None or not np.isfinite(value) else f"{value:.{digits}f}"
 
 
 def markdown_table(report: dict) -> str:
-    """One row per family."""
+    """One row per family; the last column says whether the mixture training data holds its input."""
     z_names = [f"{z:.0f}" for z in ELECTRODE_Z_UM]
     header = ("| family | runs × compared ms | soma spikes N / S | spike F1 | Ca events N / S | Ca F1 | "
               "RMSE all (mV) | soma sub-thr. RMSE (mV) | LFP r at z = " + " / ".join(z_names) + " µm | dipole z r | "
-              "soma V last 1 s N / S (mV) | CPU s N / S |")
-    lines = [header, "|" + "---|" * (header.count("|") - 1)]
+              "soma V last 1 s N / S (mV) | CPU s N / S | mixture training data |")
+    columns = header.count("|") - 1
+    lines = [header, "|" + "---|" * columns]
     for name, family in report["families"].items():
         s = family["summary"]
+        if s is None:
+            error = " ".join(family["unsupported_error"].split()).replace("|", "/")
+            error = error if len(error) <= 160 else error[:157] + "..."
+            lines.append(f"| {name} | not supported by this model ({error}) |" + " |" * (columns - 3)
+                         + f" {family['training_distribution']} |")
+            continue
         spikes, ca = s["soma_spikes"], s["ca_events"]
         lines.append(
             f"| {name} | {s['runs']} × {family['compared_ms']} | {spikes['n_true']} / {spikes['n_predicted']} | "
@@ -610,7 +838,7 @@ def markdown_table(report: dict) -> str:
             f"{_f(s['rmse_all_mv'])} | {_f(s['rmse_soma_subthreshold_mv'])} | "
             + " / ".join(_f(s["lfp_r"][z]) for z in z_names) + f" | {_f(s['dipole_z_r'])} | "
             f"{_f(s['soma_mean_v_last_s_mv']['neuron'], 1)} / {_f(s['soma_mean_v_last_s_mv']['surrogate'], 1)} | "
-            f"{s['cpu_s']['neuron']:.0f} / {s['cpu_s']['surrogate']:.0f} |")
+            f"{s['cpu_s']['neuron']:.0f} / {s['cpu_s']['surrogate']:.0f} | {family['training_distribution']} |")
     return "\n".join(lines)
 
 
@@ -620,13 +848,19 @@ def main(argv=None) -> dict:
     report = run(args)
     trunk = report["trunk_segment"]
     threshold = report["settings"]["surrogate_spike_threshold_mv"]
-    print(f"model {args.model}; cold start; first {args.discard_ms} ms discarded; Ca events at {trunk['name']} "
+    threshold = "none ran" if threshold is None else f"{threshold:.1f} mV"
+    print(f"model {args.model} ({report['settings']['model_input_kind']} input); cold start; first "
+          f"{args.discard_ms} ms discarded; Ca events at {trunk['name']} "
           f"({trunk['path_distance_um']:.0f} um path, {trunk['euclidean_distance_um']:.0f} um from the soma); "
-          f"N = NEURON (spikes: -25 mV crossings), S = surrogate (cell.spike_times, threshold {threshold:.1f} mV)")
+          f"N = NEURON ({report['settings']['neuron_solver']}; spikes: -25 mV crossings), "
+          f"S = surrogate (cell.spike_times, threshold {threshold})")
     print(markdown_table(report))
+    for name, family in report["families"].items():
+        if not family["supported"]:
+            print(f"{name}: not supported by this model: {family['unsupported_error']}")
     merged = {name: sum(run["same_ms_extra_events"] for run in family["runs"])
               for name, family in report["families"].items()}
-    if any(merged.values()):
+    if report["settings"]["model_input_kind"] == "events" and any(merged.values()):
         print("input events the surrogate merged (2nd event of a synapse in one ms): "
               + ", ".join(f"{name} {n}" for name, n in merged.items() if n))
     print(f"written: {args.out_dir / 'input_families.json'}, {args.out_dir / 'input_families.md'}")

@@ -1,4 +1,5 @@
-"""benchmarks/input_families.py with real NEURON and SurrogateCell runs: one short BAC run, every field finite."""
+"""benchmarks/input_families.py with real NEURON and SurrogateCell runs: one short BAC run, every field finite;
+one short held-out family with a tiny drive model; held-out families reported as unsupported by an events model."""
 
 from __future__ import annotations
 
@@ -6,11 +7,37 @@ import importlib.util
 import json
 import math
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from tests.conftest import REPO_ROOT
+
+TINY_DRIVE_MODEL = ("family: srm\ntaus: [1, 4, 16]\nhidden: 16\nmlp_layers: 1\nspike_hidden: 8\ndropout: 0.0\n"
+                    "window: 50\n")
+
+
+def tiny_drive_checkpoint(tmp_path_factory) -> Path:
+    """A drive checkpoint (``input_kind == "drive"``) of a tiny SRM trained 30 steps on three 300 ms simulations
+    of the mixture data; built once per test session (about 40 s) and shared by the test modules that use it."""
+    from surrogate_cell.data.generate import generate
+    from surrogate_cell.training.__main__ import main as training_main
+
+    root = tmp_path_factory.getbasetemp() / "tiny_drive_checkpoint"
+    checkpoint = root / "run" / "best.pt"
+    if checkpoint.is_file():
+        return checkpoint
+    root.mkdir(parents=True, exist_ok=True)
+    data = root / "mix.h5"
+    generate(data, 3, 300, seed=7, config="data/mixture.yaml", progress=False, engine="neuron", overwrite=True)
+    (root / "srm_tiny.yaml").write_text(TINY_DRIVE_MODEL)
+    (root / "train.yaml").write_text(
+        f"model: {root / 'srm_tiny.yaml'}\nout_dir: {root / 'run'}\nbatch_size: 16\nmax_steps: 30\neval_every: 10\n"
+        "val_windows: 64\nvalidation_fraction: 0.34\ntest_fraction: 0.0\ndevice: cpu\nseed: 3\n")
+    assert training_main(["train", "--config", str(root / "train.yaml"), "--data", str(data), "--no-progress"]) == 0
+    assert checkpoint.is_file()
+    return checkpoint
 
 
 def load_benchmark():
@@ -106,3 +133,95 @@ def test_input_families_draw_what_they_promise():
     in_volley = sum(np.count_nonzero((tuft.exc[row] >= 250.0) & (tuft.exc[row] < 253.0)) for row in rows)
     assert in_volley >= module.TUFT_VOLLEY_SIZES[0]
     assert all(np.all(np.diff(t) >= 0) for t in tuft.exc + tuft.inh)
+
+
+@pytest.fixture(scope="module")
+def drive_report(tmp_path_factory):
+    """A 300 ms run (100 ms discarded) of a held-out family on the tiny drive model: theta-modulated background,
+    one tuft volley or BAC pair at about 250 ms and a 0.3 nA somatic IClamp throughout."""
+    checkpoint = tiny_drive_checkpoint(tmp_path_factory)
+    out_dir = tmp_path_factory.mktemp("input_families_drive")
+    result = load_benchmark().main(["--model", str(checkpoint), "--families", "volleys_on_theta_with_current",
+                                    "--seeds", "0", "--duration-ms", "300", "--discard-ms", "100",
+                                    "--out-dir", str(out_dir), "--no-progress"])
+    return result, out_dir
+
+
+@pytest.mark.slow
+@pytest.mark.neuron
+def test_a_held_out_family_runs_on_a_drive_model_with_every_metric_finite(drive_report):
+    result, out_dir = drive_report
+    family = result["families"]["volleys_on_theta_with_current"]
+    assert family["supported"] and family["unsupported_error"] is None
+    assert family["held_out"] and family["training_distribution"] == "held out"
+    summary = family["summary"]
+    assert set(summary) == SUMMARY_KEYS
+    numbers = list(_finite_numbers(summary))
+    assert len(numbers) > 20 and all(math.isfinite(number) for number in numbers)
+    (run,) = family["runs"]
+    assert RUN_KEYS <= set(run)
+    assert all(math.isfinite(number) for number in _finite_numbers(run))
+    assert run["input_events"]["current_clamps"] == 1 and run["input_events"]["exc"] > 0
+    assert result["settings"]["model_input_kind"] == "drive"
+    assert result["settings"]["held_out_families"] == ["volleys_on_theta_with_current"]
+    table = (out_dir / "input_families.md").read_text().splitlines()
+    assert table[0].endswith("| mixture training data |")
+    assert table[2].startswith("| volleys_on_theta_with_current | 1 × 200 |") and table[2].endswith("| held out |")
+
+
+@pytest.mark.neuron
+def test_an_events_model_reports_held_out_families_it_cannot_take_as_unsupported(tmp_path):
+    """l5pc-default takes neither Exp2Syn synapses at weights other than 1 nor IClamps: reported, no NEURON run."""
+    result = load_benchmark().main(["--families", "exp2syn_population", "current_steps", "--seeds", "0",
+                                    "--out-dir", str(tmp_path), "--no-progress"])
+    assert result["settings"]["model_input_kind"] == "events"
+    for name, words in (("exp2syn_population", "weight"), ("current_steps", "StimIntElectrode")):
+        family = result["families"][name]
+        assert not family["supported"] and family["runs"] == [] and family["summary"] is None
+        assert words in family["unsupported_error"]
+    assert result["families"]["exp2syn_population"]["training_distribution"] == "held out"
+    assert result["families"]["current_steps"]["training_distribution"] == "in the training distribution"
+    assert result["families"]["current_steps"]["unsupported_error"].startswith("UnsupportedFeatureError")
+    assert result["families"]["exp2syn_population"]["unsupported_error"].startswith("SynapseMappingError")
+    table = (tmp_path / "input_families.md").read_text().splitlines()
+    assert len(table) == 4 and all("not supported by this model" in row for row in table[2:])
+    assert json.loads((tmp_path / "input_families.json").read_text())["families"]["current_steps"]["supported"] is False
+
+
+@pytest.mark.neuron
+def test_held_out_families_draw_what_they_promise():
+    """No simulation (NEURON only builds the cell): the held-out families' inputs on the default cell."""
+    module = load_benchmark()
+    assert set(module.HELD_OUT_FAMILIES) == {"theta_gamma", "volleys_on_theta_with_current", "exp2syn_population"}
+    assert all(module.training_distribution(name) == "in the training distribution"
+               for name in ("rest", "poisson_published", "bac", "poisson_modulated", "current_steps"))
+    geometry = module.geometry_of_default_cell()
+    exc_hz, _ = geometry.published_rates_hz()
+    duration = 10_000.0
+    nested = module.FAMILIES["theta_gamma"].draw(geometry, duration, module.family_rng("theta_gamma", 0), 0)
+    rate = nested.n_events()["exc"] / len(nested.exc) / (duration / 1000.0)
+    assert rate == pytest.approx(exc_hz.mean(), rel=0.05)  # the nested gain's mean is 1
+    counts, _ = np.histogram(np.concatenate(nested.exc), bins=np.arange(0.0, duration + 1.0, 5.0))
+    assert counts.max() > 2.0 * counts.mean() and counts.min() < 0.3 * counts.mean()  # deeply modulated
+
+    population = module.FAMILIES["exp2syn_population"].draw(geometry, 1000.0,
+                                                             module.family_rng("exp2syn_population", 0), 0)
+    assert population.exc == [] and population.inh == [] and population.clamps == []
+    synapses = population.synapses
+    assert 50 <= len(synapses) <= 200 and {s.syntype for s in synapses} == {"Exp2Syn"}
+    inhibitory = [s for s in synapses if s.parameters["e"] == -80.0]
+    assert len(inhibitory) == round(0.2 * len(synapses))
+    assert all(8.0 <= s.parameters["tau2"] <= 15.0 for s in inhibitory)
+    assert all(0.001 <= s.weight <= 0.01 and 0.3 <= s.parameters["tau1"] <= 1.0 for s in synapses)
+    assert set(s.idx for s in synapses) <= set(geometry.input_segments.tolist())
+
+    steps = module.FAMILIES["current_steps"]
+    clamps = steps.draw(geometry, float(steps.duration_ms), module.family_rng("current_steps", 0), 0).clamps
+    assert [c.amp_na for c in clamps] == [0.2, 0.6, 1.0, 1.5] and all(c.dur_ms == 300.0 for c in clamps)
+    assert np.diff([c.delay_ms for c in clamps]).tolist() == [500.0] * 3
+    assert clamps[0].delay_ms >= module.DISCARD_MS and clamps[-1].delay_ms + 300.0 < steps.duration_ms
+
+    combined = module.FAMILIES["volleys_on_theta_with_current"].draw(
+        geometry, 1000.0, module.family_rng("volleys_on_theta_with_current", 0), 0)
+    assert combined.clamps == [module.CurrentClamp(0.3, 0.0, 1000.0)]
+    assert all(np.all(np.diff(t) >= 0) for t in combined.exc + combined.inh)
