@@ -602,6 +602,11 @@ def in_window(times: np.ndarray, start: float, stop: float) -> np.ndarray:
 
 def run_metrics(neuron_run: dict, surrogate_run: dict, duration_ms: int, discard_ms: int) -> dict:
     """Every metric of one run (one family, one seed) after ``discard_ms``."""
+    # NEURON's own time loop can end a step short of tstop (t accumulates rounding errors; e.g. at
+    # tstop = 2250 ms): compare the samples both have
+    samples = min(run[key].shape[-1] for run in (neuron_run, surrogate_run) for key in ("vmem_1ms", "lfp_1ms"))
+    samples = min(samples, *(run["soma"][:: int(round(1 / run["dt"]))].size for run in (neuron_run, surrogate_run)))
+    duration_ms = min(duration_ms, samples - 1)
     kept = slice(discard_ms, duration_ms + 1)  # 1 ms samples at t = discard_ms ... duration_ms
     t_ms = np.arange(duration_ms + 1, dtype=float)[kept]
     spikes_n = in_window(neuron_run["spikes"], discard_ms, duration_ms)
