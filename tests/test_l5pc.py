@@ -178,3 +178,15 @@ def test_time_arguments_lfpy_refuses_get_one_clear_error():
         l5pc(tstart=-10.0, dt=0.5)
     with pytest.raises(ValueError, match="tstart must be <= 0"):
         l5pc(tstart=5.0)
+
+
+@pytest.mark.parametrize("morphology", MORPHOLOGIES)
+def test_ca_hot_zone_segment_is_on_the_main_trunk_near_750_um(morphology):
+    from surrogate_cell.cells.l5pc import CA_HOT_ZONE_DISTANCE_UM, ca_hot_zone_segment, main_trunk_sections
+
+    cell = l5pc(morphology)
+    segment = ca_hot_zone_segment(cell)
+    names = [sec.name() for sec in cell.allseclist for _ in sec]
+    assert names[segment] in {sec.name() for sec in main_trunk_sections(cell)}
+    assert cell.section_types[segment] == "apical"
+    assert abs(segment_path_distances(cell)[segment] - CA_HOT_ZONE_DISTANCE_UM) < 50.0
