@@ -8,13 +8,12 @@ import math
 import pytest
 
 from tests.conftest import load_example
-from tests.test_input_families import tiny_drive_checkpoint
 
 
 @pytest.fixture(scope="module")
-def fi_report(tmp_path_factory):
+def fi_report(tmp_path_factory, tiny_drive_checkpoint):
     """0.5 and 1.5 nA, 100 ms steps after the 200 ms warm-up."""
-    checkpoint = tiny_drive_checkpoint(tmp_path_factory)
+    checkpoint = tiny_drive_checkpoint
     out = tmp_path_factory.mktemp("fi_curve") / "fi.png"
     report = load_example("fi_curve").main(["--model", str(checkpoint), "--amplitudes", "0.5", "1.5",
                                             "--step-ms", "100", "--out", str(out), "--no-progress"])

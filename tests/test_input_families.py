@@ -7,37 +7,11 @@ import importlib.util
 import json
 import math
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from tests.conftest import REPO_ROOT
-
-TINY_DRIVE_MODEL = ("family: srm\ntaus: [1, 4, 16]\nhidden: 16\nmlp_layers: 1\nspike_hidden: 8\ndropout: 0.0\n"
-                    "window: 50\n")
-
-
-def tiny_drive_checkpoint(tmp_path_factory) -> Path:
-    """A drive checkpoint (``input_kind == "drive"``) of a tiny SRM trained 30 steps on three 300 ms simulations
-    of the mixture data; built once per test session (about 40 s) and shared by the test modules that use it."""
-    from surrogate_cell.data.generate import generate
-    from surrogate_cell.training.__main__ import main as training_main
-
-    root = tmp_path_factory.getbasetemp() / "tiny_drive_checkpoint"
-    checkpoint = root / "run" / "best.pt"
-    if checkpoint.is_file():
-        return checkpoint
-    root.mkdir(parents=True, exist_ok=True)
-    data = root / "mix.h5"
-    generate(data, 3, 300, seed=7, config="data/mixture.yaml", progress=False, engine="neuron", overwrite=True)
-    (root / "srm_tiny.yaml").write_text(TINY_DRIVE_MODEL)
-    (root / "train.yaml").write_text(
-        f"model: {root / 'srm_tiny.yaml'}\nout_dir: {root / 'run'}\nbatch_size: 16\nmax_steps: 30\neval_every: 10\n"
-        "val_windows: 64\nvalidation_fraction: 0.34\ntest_fraction: 0.0\ndevice: cpu\nseed: 3\n")
-    assert training_main(["train", "--config", str(root / "train.yaml"), "--data", str(data), "--no-progress"]) == 0
-    assert checkpoint.is_file()
-    return checkpoint
 
 
 def load_benchmark():
@@ -136,10 +110,10 @@ def test_input_families_draw_what_they_promise():
 
 
 @pytest.fixture(scope="module")
-def drive_report(tmp_path_factory):
+def drive_report(tmp_path_factory, tiny_drive_checkpoint):
     """A 300 ms run (100 ms discarded) of a held-out family on the tiny drive model: theta-modulated background,
     one tuft volley or BAC pair at about 250 ms and a 0.3 nA somatic IClamp throughout."""
-    checkpoint = tiny_drive_checkpoint(tmp_path_factory)
+    checkpoint = tiny_drive_checkpoint
     out_dir = tmp_path_factory.mktemp("input_families_drive")
     result = load_benchmark().main(["--model", str(checkpoint), "--families", "volleys_on_theta_with_current",
                                     "--seeds", "0", "--duration-ms", "300", "--discard-ms", "100",

@@ -33,7 +33,6 @@ from surrogate_cell.synapses import (
 
 pytestmark = pytest.mark.neuron  # SurrogateCell builds its LFPy/NEURON geometry
 
-TINY_SRM = "family: srm\ntaus: [1, 4, 16]\nhidden: 16\nmlp_layers: 1\nspike_hidden: 8\ndropout: 0.0\nwindow: 50\n"
 TSTOP_MS = 60.0
 N_BINS = int(TSTOP_MS)
 DT = 0.005  # ms, NEURON's step in the comparison; every time below is a multiple of it
@@ -57,20 +56,9 @@ CLAMP = dict(amp=0.3, dur=10.55, delay=30.25)  # nA, ms, ms; on the soma
 
 
 @pytest.fixture(scope="module")
-def drive_checkpoint(tmp_path_factory):
-    """A drive SRM trained for 30 steps on three 300 ms ``mixture`` simulations (about 40 s)."""
-    from surrogate_cell.data.generate import generate
-    from surrogate_cell.training.__main__ import main
-
-    folder = tmp_path_factory.mktemp("drive_model")
-    data = folder / "mix.h5"
-    generate(data, 3, 300, seed=7, config="data/mixture.yaml", progress=False, engine="neuron")
-    (folder / "srm_tiny.yaml").write_text(TINY_SRM)
-    (folder / "train.yaml").write_text(
-        f"model: {folder / 'srm_tiny.yaml'}\nout_dir: {folder / 'run'}\nbatch_size: 16\nmax_steps: 30\n"
-        "eval_every: 10\nval_windows: 64\nvalidation_fraction: 0.34\ntest_fraction: 0.0\ndevice: cpu\n")
-    assert main(["train", "--config", str(folder / "train.yaml"), "--data", str(data), "--no-progress"]) == 0
-    return folder / "run" / "best.pt"
+def drive_checkpoint(tiny_drive_checkpoint):
+    """The session's tiny drive SRM (tests/conftest.py)."""
+    return tiny_drive_checkpoint
 
 
 def drive_cell(checkpoint, **kwargs) -> SurrogateCell:
