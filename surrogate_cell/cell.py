@@ -129,6 +129,9 @@ CELL_BUILDERS: dict[str, Callable[..., LFPy.Cell]] = {"l5pc": l5pc}
 
 _WEIGHT_TOLERANCE = 1e-9
 
+DRIVE_MODEL_HINT = ("Drive models (input_kind 'drive', trained on `simulate --config data/mixture.yaml` data) "
+                    "take any weight, ExpSyn/Exp2Syn kinetics and somatic IClamps.")
+
 INPUT_KINDS = ("events", "drive")
 """Model input kinds: binary events (checkpoints without ``input_kind``) or the conductance drive."""
 
@@ -493,7 +496,7 @@ class SurrogateCell(LFPy.Cell):
         label = f"Point process {len(self._current_clamps)}"
         if not self.is_drive_model:
             raise _unsupported(f"current/voltage clamps (LFPy.StimIntElectrode, pptype {pptype})",
-                               "the model was not trained with injected currents")
+                               f"the model was not trained with injected currents ({DRIVE_MODEL_HINT})")
         if pptype != DRIVE_CLAMP:
             raise _unsupported(
                 f"LFPy.StimIntElectrode with pptype={pptype!r} ({label})",
@@ -618,7 +621,7 @@ class SurrogateCell(LFPy.Cell):
             raise SynapseMappingError(
                 f"{label} ({syntype} on segment {idx}) has weight {weight}; the model was trained "
                 f"with weight {TRAINED_WEIGHT:g} only. For a stronger input attach several "
-                "synapses to nearby segments."
+                f"synapses to nearby segments. {DRIVE_MODEL_HINT}"
             )
         channel = int(self.event_channel(idx, kind))
         if channel < 0:

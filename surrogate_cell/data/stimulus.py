@@ -48,6 +48,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 import numpy as np
+from scipy.signal import lfilter
 
 from surrogate_cell.data.inputs import (
     PublishedInputConfig,
@@ -464,7 +465,6 @@ def _current(builder: _Builder) -> None:
         mean, std = rng.uniform(-0.2, 1.0), rng.uniform(0.05, 0.6)
         decay = np.exp(-1.0 / tau)
         noise = rng.standard_normal(builder.n_ms) * std * np.sqrt(1 - decay ** 2)
-        from scipy.signal import lfilter
         builder.current += (mean + lfilter([1.0], [1.0, -decay], noise)).astype(np.float32)
     else:  # brief pulses
         for onset in builder.volley_onsets():
