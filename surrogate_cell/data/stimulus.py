@@ -129,10 +129,6 @@ class Stimulus:
         """Number of synapses."""
         return self.synapse_segment.size
 
-    def events_of(self, synapse: np.ndarray | int) -> np.ndarray:
-        """Event times (ms) of one synapse."""
-        return self.event_time_ms[self.event_synapse == synapse]
-
 
 # --------------------------------------------------------------------------- config
 

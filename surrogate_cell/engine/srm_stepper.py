@@ -128,14 +128,15 @@ class SRMStepper:
         at_edge = self.inputs[:, self.head, self.n_events:].clone()
         self.inputs[:, self.head, self.n_events:] = 0
         edge_rows = torch.einsum("ci,ikh->ckh", at_edge.to(self.dtype), self.rows[self.n_events:])
-        active_entering, active_leaving = self._active(entering), self._active(leaving)
+        active_entering = self._active(entering)
         edge = at_edge[:, 0, None, None].to(self.dtype)  # the somatic spike train (subunits read it)
         projected_entering = self._projected(active_entering)
-        if self.dense:  # dense input: keep each column's projection instead of projecting it twice
+        if self.dense:  # dense input (no subunits): keep each column's projection instead of projecting it twice
             projected_leaving = self.projected_ring[:, newest].clone()
             self.projected_ring[:, newest] = projected_entering
             self.projected_ring[:, self.head] -= edge_rows
         else:
+            active_leaving = self._active(leaving)
             projected_leaving = self._projected(active_leaving)
         self.state = (self.state * self.decay + projected_entering
                       - self.leaving_weight * projected_leaving - self.edge_weight * edge_rows)
