@@ -82,8 +82,9 @@ import LFPy
 import numpy as np
 import torch
 
-from surrogate_cell.cells import l5pc
+from surrogate_cell.cells.build import build_stored_cell
 from surrogate_cell.cells.layout import EVENT_KINDS, SYNAPSE_MECHANISMS, cell_layout
+from surrogate_cell.cells.recipe import CellRecipeError
 from surrogate_cell.checkpoint import CheckpointError, check_cell, load_checkpoint
 from surrogate_cell.device import select_device, select_dtype
 from surrogate_cell.engine import free_run, make_stepper
@@ -123,9 +124,6 @@ TRAINED_WEIGHT = 1.0
 
 TRAINED_MECHANISM_KINDS = {mechanism: kind for kind, mechanism in SYNAPSE_MECHANISMS.items()}
 """Kind ("exc"/"inh") of each point process the training data used."""
-
-CELL_BUILDERS: dict[str, Callable[..., LFPy.Cell]] = {"l5pc": l5pc}
-"""Cell builders a checkpoint's ``cell.recipe.builder`` may name."""
 
 _WEIGHT_TOLERANCE = 1e-9
 
@@ -258,7 +256,11 @@ class SurrogateCell(LFPy.Cell):
         network, self.normalisation, self.model_meta, _ = load_checkpoint(self.model_path)
         recipe = self.model_meta["cell"]["recipe"]
         _check_cell_kwargs(cell_kwargs, recipe)
-        self._adopt(build_cell(recipe, cell_kwargs))
+        try:
+            built = build_stored_cell(recipe, cell_kwargs)
+        except CellRecipeError as error:
+            raise CheckpointError(f"{self.model_path}: {error}") from None
+        self._adopt(built)
         self._take_channel_layout(network.config)
         self.history_mv, self.history_events = history_mv, history_events
         if spike_threshold is None:
@@ -1025,17 +1027,6 @@ def _check_cell_kwargs(cell_kwargs: dict, recipe: dict) -> None:
     celsius = cell_kwargs.get("celsius", trained_celsius)
     if trained_celsius is not None and celsius is not None and float(celsius) != float(trained_celsius):
         raise _unsupported(f"celsius={celsius}", f"the model was trained at {trained_celsius} degC")
-
-
-def build_cell(recipe: dict, cell_kwargs: dict) -> LFPy.Cell:
-    """The cell described by a checkpoint's recipe, with the user's arguments taking precedence."""
-    builder = CELL_BUILDERS.get(recipe.get("builder"))
-    if builder is None:
-        raise CheckpointError(f"The model's cell recipe names the builder {recipe.get('builder')!r}; "
-                              f"this version knows {sorted(CELL_BUILDERS)}.")
-    kwargs = {**recipe.get("cell_kwargs", {}), **cell_kwargs}
-    morphology = kwargs.pop("morphology", recipe.get("morphology"))
-    return builder(morphology, **kwargs)
 
 
 def _check_drive_layout(config, n_segments: int, path: Path) -> None:

@@ -16,10 +16,10 @@ from __future__ import annotations
 import hashlib
 import os
 import platform
+import re
 import shutil
 import subprocess
 import sys
-import re
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -239,7 +239,8 @@ def load_mechanism_folder(folder: str | Path) -> Path:
     folder = Path(folder).expanduser()
     files = sorted(folder.glob("*.mod")) if folder.is_dir() else []
     if not files:
-        raise MechanismError(f"The mechanisms folder {folder} {'holds no .mod file' if folder.is_dir() else 'does not exist'}; "
+        problem = "holds no .mod file" if folder.is_dir() else "does not exist"
+        raise MechanismError(f"The mechanisms folder {folder} {problem}; "
                              "give the folder that holds your cell's NMODL (.mod) files.")
     load_synapse_mechanisms()
     return _load_files(files, f"The mechanisms folder {folder}")

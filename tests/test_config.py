@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from surrogate_cell.cells.recipe import load_recipe
 from surrogate_cell.config import (
     PACKAGED_CONFIGS,
     ConfigFileError,
@@ -13,7 +14,7 @@ from surrogate_cell.config import (
     resolve_config,
     resolve_reference,
 )
-from surrogate_cell.data.simulation import ConfigError, load_simulation_config
+from surrogate_cell.data.simulation import ConfigError, load_simulation_config, simulation_config_from_dict
 from surrogate_cell.models import load_model_config
 from surrogate_cell.training.train import load_train_config
 
@@ -75,6 +76,10 @@ def test_every_packaged_config_loads(elsewhere):
             load_model_config(name)
         elif name.startswith("data/"):
             load_simulation_config(name)
+        elif name.startswith("cells/"):
+            recipe = load_recipe(name)
+            if recipe.simulation is not None:
+                simulation_config_from_dict(recipe.simulation, name)
         else:
             load_model_config(load_train_config(name).model)
 

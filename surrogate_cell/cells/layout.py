@@ -79,7 +79,8 @@ class CellLayout:
 
 
 def _segment_names(cell) -> list[str]:
-    return [f"{sec.name()}({seg.x:.6g})" for sec in cell.allseclist for seg in sec]
+    # without any template prefix, so a cell rebuilt from its embedded geometry has the same names
+    return [f"{sec.name().split('.')[-1]}({seg.x:.6g})" for sec in cell.allseclist for seg in sec]
 
 
 def _start_mid_end(coordinates: np.ndarray) -> np.ndarray:
@@ -88,14 +89,18 @@ def _start_mid_end(coordinates: np.ndarray) -> np.ndarray:
 
 
 def cell_layout(cell, synapse_section_types: Sequence[str]) -> CellLayout:
-    """Segment geometry of an ``l5pc`` cell and where its synapses go.
+    """Segment geometry of a cell (``l5pc`` or a recipe's) and where its synapses go.
 
     Synapse-carrying segments (``input_segments``) are those whose section type is in
-    ``synapse_section_types``, in LFPy order; row ``j`` of the input event matrices is
-    segment ``input_segments[j]``. Synapses are all excitatory ones, then all inhibitory.
+    ``synapse_section_types`` (and, for a recipe cell, that its ``synapse_mask`` allows), in
+    LFPy order; row ``j`` of the input event matrices is segment ``input_segments[j]``.
+    Synapses are all excitatory ones, then all inhibitory.
     """
     types = np.asarray(cell.section_types)
-    input_segments = np.flatnonzero(np.isin(types, list(synapse_section_types)))
+    may_carry = np.isin(types, list(synapse_section_types))
+    if getattr(cell, "synapse_mask", None) is not None:  # a recipe cell's synapse_sections
+        may_carry &= np.asarray(cell.synapse_mask, dtype=bool)
+    input_segments = np.flatnonzero(may_carry)
     n_inputs = input_segments.size
     return CellLayout(
         segment_names=np.array(_segment_names(cell)),

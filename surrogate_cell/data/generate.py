@@ -29,6 +29,7 @@ from tqdm import tqdm
 
 import surrogate_cell
 from surrogate_cell.cells import MorphologyError
+from surrogate_cell.cells.recipe import CellRecipeError, is_recipe_path, load_recipe
 from surrogate_cell.data.simulation import (
     ENGINES,
     CellSimulator,
@@ -36,6 +37,7 @@ from surrogate_cell.data.simulation import (
     SimulationConfig,
     SimulationResult,
     load_simulation_config,
+    simulation_config_from_dict,
     simulation_config_to_dict,
 )
 from surrogate_cell.data.store import (
@@ -69,7 +71,7 @@ shows simulations done, simulated seconds per wall-clock second (sim-s/s) and th
 MAX_SEED = 2**63 - 1
 _MPI_ENV_VARS = ("OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMI_RANK", "PMIX_RANK", "MV2_COMM_WORLD_SIZE")
 _MPI_TAG = 17
-USER_ERRORS = (ConfigError, DataSetError, MorphologyError, MechanismError, OutputPathError)
+USER_ERRORS = (ConfigError, DataSetError, MorphologyError, CellRecipeError, MechanismError, OutputPathError)
 """Errors reported as one line by the command line instead of a traceback."""
 
 
@@ -248,7 +250,12 @@ def _run_worker_pool(config: SimulationConfig, morphology: str | None, plan: Gen
             writer.write(result)
 
 
-def _resolve_config(config: SimulationConfig | str | Path | None) -> SimulationConfig:
+def _resolve_config(config: SimulationConfig | str | Path | None,
+                    morphology: str | Path | None = None) -> SimulationConfig:
+    if config is None and is_recipe_path(morphology):
+        recipe = load_recipe(morphology)
+        if recipe.simulation is not None:
+            return simulation_config_from_dict(recipe.simulation, f"{recipe.source}: simulation")
     if config is None:
         return SimulationConfig()
     if isinstance(config, SimulationConfig):
@@ -284,7 +291,9 @@ def generate(out: str | Path, n_sims: int, duration_ms: int, *, morphology: str 
     duration_ms : int
         Recorded length of every simulation (ms, whole, >= 1), after the warm-up.
     morphology : str or Path, optional
-        Morphology file for :func:`~surrogate_cell.cells.l5pc`; default the built-in one.
+        Morphology file for :func:`~surrogate_cell.cells.l5pc` (default the built-in one), or a
+        cell recipe (``.yaml``, :mod:`surrogate_cell.cells.recipe`; ``simulate --cell``), whose
+        ``simulation`` block is the default ``config``.
     workers : int, default 1
         Spawned worker processes (> 1 runs in parallel).
     seed : int, optional
@@ -317,7 +326,7 @@ def generate(out: str | Path, n_sims: int, duration_ms: int, *, morphology: str 
     DataSetError
         For an existing file made with another config, duration, seed or cell.
     """
-    config = _resolve_config(config)
+    config = _resolve_config(config, morphology)
     _check_counts(n_sims, duration_ms, workers)
     duration_ms = int(duration_ms)
     morphology = None if morphology is None else str(morphology)
@@ -326,9 +335,10 @@ def generate(out: str | Path, n_sims: int, duration_ms: int, *, morphology: str 
     communicator = mpi_world()
     if communicator is not None:
         return _generate_mpi(communicator, out, n_sims, duration_ms, morphology, seed, config,
-                             overwrite, progress, resolve_engine("neuron" if engine == "auto" else engine))
+                             overwrite, progress, resolve_engine("neuron" if engine == "auto" else engine,
+                                                                 recipe_cell=is_recipe_path(morphology)))
     started = time.perf_counter()
-    engine = resolve_engine(engine)
+    engine = resolve_engine(engine, recipe_cell=is_recipe_path(morphology))
     with CellSimulator(config, morphology, engine=engine) as simulator:
         plan = prepare_output(out, simulator, duration_ms, n_sims, seed, overwrite)
         writer = ResultWriter(plan, config, simulator.segment_hash, progress)
@@ -446,9 +456,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "in the file are kept and only the missing ones are run")
     parser.add_argument("--duration-ms", required=True, type=int, metavar="T",
                         help="recorded length of each simulation in ms, after the warm-up")
-    parser.add_argument("--morphology", metavar="PATH",
-                        help="morphology file (.asc, .swc, .hoc, .xml); default: the built-in "
-                             "synthetic L5 pyramidal cell")
+    cell = parser.add_mutually_exclusive_group()
+    cell.add_argument("--morphology", metavar="PATH",
+                      help="morphology file (.asc, .swc, .hoc, .xml) for the Hay biophysics; default: "
+                           "the built-in synthetic L5 pyramidal cell")
+    cell.add_argument("--cell", metavar="RECIPE",
+                      help="cell recipe YAML of your own NEURON cell (morphology, LFPy.Cell arguments, "
+                           ".mod folder, synapse sections; e.g. training/configs/cells/basket/basket.yaml); "
+                           "its 'simulation' block is the default --config")
     parser.add_argument("--workers", type=int, default=1, metavar="K",
                         help="worker processes, each simulating with its own NEURON (default 1: "
                              "simulate in this process). Ignored under mpirun/srun, where the "
@@ -471,12 +486,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "has it, else neuron; neuron under MPI)")
 
 
-def resolve_engine(engine: str) -> str:
-    """The engine to run: ``"auto"`` is CoreNEURON where its library builds (compiled now), else NEURON."""
+def resolve_engine(engine: str, recipe_cell: bool = False) -> str:
+    """The engine to run: ``"auto"`` is CoreNEURON where its library builds (compiled now), else
+    NEURON; a recipe cell runs on NEURON (its own mechanisms have no CoreNEURON library yet)."""
     if engine not in ("auto", *ENGINES):
         raise ConfigError(f"--engine must be auto, neuron or coreneuron, got {engine!r}")
-    if engine == "neuron":
-        return engine
+    if recipe_cell and engine == "coreneuron":
+        raise ConfigError("--engine coreneuron runs the built-in Hay cell only; a cell recipe runs on "
+                          "NEURON: use --engine neuron (or auto).")
+    if engine == "neuron" or recipe_cell:
+        return "neuron"
     try:
         coreneuron_library()  # compile now, once, before any worker needs it
     except MechanismError as error:
@@ -490,7 +509,7 @@ def resolve_engine(engine: str) -> str:
 def run(args: argparse.Namespace) -> int:
     """Run the ``simulate`` subcommand; returns the exit status."""
     try:
-        summary = generate(args.out, args.n_sims, args.duration_ms, morphology=args.morphology,
+        summary = generate(args.out, args.n_sims, args.duration_ms, morphology=args.cell or args.morphology,
                            workers=args.workers, seed=args.seed, config=args.config,
                            overwrite=args.overwrite, progress=not args.no_progress, engine=args.engine)
     except USER_ERRORS as error:

@@ -30,7 +30,8 @@ from pathlib import Path
 import numpy as np
 from neuron import h
 
-from surrogate_cell.cells import l5pc, segment_path_distances
+from surrogate_cell.cells import SECTION_TYPES, segment_path_distances
+from surrogate_cell.cells.build import build_source_cell
 from surrogate_cell.cells.layout import (
     SYNAPSE_MECHANISMS,
     SYNAPSE_SECTION_TYPES,
@@ -70,8 +71,12 @@ from surrogate_cell.spikes import SPIKE_THRESHOLD_MV, spike_peak_times
 
 VOLTAGE_DTYPES = ("float32", "float16")
 COMPRESSIONS = ("gzip", "lzf", "none")
-TREE_OF_SECTION_TYPE = {"basal": "basal", "apical": "apical", "oblique": "apical"}
-"""Input tree (see :data:`surrogate_cell.data.inputs.TREES`) of each synapse-carrying section type."""
+TREE_OF_SECTION_TYPE = {"basal": "basal", "apical": "apical", "oblique": "apical",
+                        "soma": "basal", "axon": "basal", "other": "basal"}
+"""Input tree (see :data:`surrogate_cell.data.inputs.TREES`) of each synapse-carrying section type
+(a recipe cell's soma and unnamed sections count with the basal tree)."""
+CARRIER_SECTION_TYPES = (*SECTION_TYPES, "other")
+"""Section types ``synapse_section_types`` may name (``other``: names not soma/axon/dend/apic)."""
 
 _STEP_TOLERANCE = 1e-9
 ENGINES = ("neuron", "coreneuron")
@@ -208,12 +213,12 @@ def _choice(value, name: str, choices: Sequence[str]) -> str:
 def _section_types(value) -> tuple[str, ...]:
     if isinstance(value, str) or not isinstance(value, Sequence) or not value:
         raise ConfigError(f"synapse_section_types must be a non-empty list, got {value!r}")
-    unknown = sorted(set(value) - set(SYNAPSE_SECTION_TYPES))
+    unknown = sorted(set(value) - set(CARRIER_SECTION_TYPES))
     if unknown:
         raise ConfigError(
-            f"synapse_section_types has unknown type(s) {unknown}; valid: {list(SYNAPSE_SECTION_TYPES)}"
+            f"synapse_section_types has unknown type(s) {unknown}; valid: {list(CARRIER_SECTION_TYPES)}"
         )
-    return tuple(t for t in SYNAPSE_SECTION_TYPES if t in value)  # canonical order
+    return tuple(t for t in CARRIER_SECTION_TYPES if t in value)  # canonical order
 
 
 def _normalised_inputs(value) -> dict:
@@ -391,8 +396,21 @@ class _SteppedRecorders(_Recorders):
         return np.concatenate(self._soma_parts)[start_ms * rate:(start_ms + n_ms) * rate].copy()
 
 
+def _check_synapse_carriers(cell, layout, synapse_section_types) -> None:
+    if layout.input_segments.size:
+        return
+    rule = " that the recipe's synapse_sections also match" if hasattr(cell, "synapse_mask") else ""
+    raise ConfigError(f"No segment of the cell carries synapses: none is of the section types "
+                      f"{list(synapse_section_types)}{rule}; the cell's section types are "
+                      f"{sorted(set(layout.section_types.tolist()))}. Set synapse_section_types in the data "
+                      "config to types the cell has.")
+
+
 class CellSimulator:
-    """The L5PC with its synapses, built once in this process and run many times.
+    """A cell with its synapses, built once in this process and run many times.
+
+    ``morphology`` names the cell (:func:`~surrogate_cell.cells.build.build_source_cell`): None for
+    the built-in L5PC, a morphology file for the Hay biophysics on it, or a cell recipe (``.yaml``).
 
     ``record=False`` leaves out all recorders (used to time raw NEURON); such a simulator
     can :meth:`run_inputs` but not :meth:`simulate`. ``engine`` (:data:`ENGINES`) chooses
@@ -412,8 +430,9 @@ class CellSimulator:
             raise ConfigError(f"engine must be one of {list(ENGINES)}, got {engine!r}")
         self.config = config
         self.engine = engine
-        self.cell = l5pc(morphology, dt=config.dt, v_init=config.v_init, celsius=config.celsius)
+        self.cell = build_source_cell(morphology, dt=config.dt, v_init=config.v_init, celsius=config.celsius)
         self.layout = cell_layout(self.cell, config.synapse_section_types)
+        _check_synapse_carriers(self.cell, self.layout, config.synapse_section_types)
         self.segment_hash = self.layout.segment_hash
         segments = [seg for sec in self.cell.allseclist for seg in sec]
         self._segments = segments

@@ -372,6 +372,9 @@ def srm_data_fields(cell_meta: dict, normalisation, fields: dict) -> dict:
                                          / normalisation.std[soma]),
               "drive_input": cell_meta.get("input_kind") == "drive"}
     if fields.get("dendritic_feedback"):
+        if cell_meta.get("ca_segment") is None:
+            raise ValueError("dendritic_feedback needs an apical Ca hot zone, and this cell has no apical "
+                             "dendrite; set dendritic_feedback: false in the model config.")
         segment = int(cell_meta["ca_segment"])
         values["feedback_segments"] = (segment,)
         values["feedback_thresholds_z"] = (float((CA_EVENT_THRESHOLD_MV - normalisation.mean[segment])

@@ -23,7 +23,8 @@ import numpy as np
 from neuron import h
 from tqdm.auto import tqdm
 
-from surrogate_cell.cell import TRAINED_WEIGHT, build_cell
+from surrogate_cell.cell import TRAINED_WEIGHT
+from surrogate_cell.cells.build import build_stored_cell
 from surrogate_cell.cells.layout import EVENT_KINDS, SYNAPSE_MECHANISMS, cell_layout
 from surrogate_cell.cells.solver import DEFAULT_SOLVER, NeuronSolver, neuron_solver
 from surrogate_cell.checkpoint import check_cell
@@ -102,7 +103,7 @@ def template_blueprint(template: CellTemplate, dt: float) -> list[SectionBluepri
     The cell is checked against the model's segment hash. Building it deletes every NEURON
     section of this process (LFPy's rule), so blueprints are taken before any clone exists.
     """
-    cell = build_cell(template.recipe, {**template.cell_kwargs, "dt": dt})
+    cell = build_stored_cell(template.recipe, {**template.cell_kwargs, "dt": dt}, biophysical=True)
     check_cell(template.cell.model_meta, cell_layout(cell, ()).segment_hash, template.model_path)
     return cell_blueprint(cell)
 

@@ -147,6 +147,16 @@ def ensemble_lines(members: list[dict]) -> list[str]:
     return lines
 
 
+def cell_description(recipe: dict) -> str:
+    """What cell a model stands for, in words, from its stored recipe."""
+    if recipe.get("builder") == "recipe":
+        return (f"the cell recipe `{recipe.get('name')}` (`{Path(recipe.get('source') or '?').name}`; its geometry "
+                "and passive properties are embedded in the checkpoint, so it runs without the recipe's files)")
+    if recipe.get("morphology"):
+        return f"the Hay L5 pyramidal cell on the morphology `{Path(recipe['morphology']).name}`"
+    return "the project's built-in L5 pyramidal cell (`surrogate_cell.cells.l5pc()`)"
+
+
 def model_card(name: str, meta: dict, size_bytes: int, wall_s: float, evaluations: dict[str, dict],
                comparisons: dict[str, dict], notes: str) -> str:
     """The Markdown model card."""
@@ -154,8 +164,8 @@ def model_card(name: str, meta: dict, size_bytes: int, wall_s: float, evaluation
     config = training["config"]
     simulation = data.get("simulation_config", {})
     lines = [f"# Model card: `{name}`", "",
-             f"Surrogate of the project's built-in L5 pyramidal cell (`surrogate_cell.cells.l5pc()`, "
-             f"{meta['cell']['n_segments']} segments, segment hash `{meta['cell']['segment_hash'][:16]}…`). "
+             f"Surrogate of {cell_description(meta['cell'].get('recipe', {}))} "
+             f"({meta['cell']['n_segments']} segments, segment hash `{meta['cell']['segment_hash'][:16]}…`). "
              f"Load with `SurrogateCell(model=\"{name}\")`.", "",
              "## Data", "",
              f"- `python -m surrogate_cell.training simulate`, base seed {data.get('base_seed')}, "

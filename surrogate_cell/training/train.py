@@ -469,13 +469,16 @@ def _fitted_cell_meta(data_set, train_raw: RawSimulations) -> dict:
     return cell_meta
 
 
-def ca_segment_of(recipe: dict) -> int:
+def ca_segment_of(recipe: dict) -> int | None:
     """The apical Ca hot-zone segment (:func:`~surrogate_cell.cells.l5pc.ca_hot_zone_segment`) of
-    the cell a data set's recipe builds."""
-    from surrogate_cell.cell import build_cell
+    the cell a data set's recipe builds; None for a cell without apical dendrites."""
+    from surrogate_cell.cells.build import build_stored_cell
     from surrogate_cell.cells.l5pc import ca_hot_zone_segment
 
-    return ca_hot_zone_segment(build_cell(recipe, {}))
+    cell = build_stored_cell(recipe, {})
+    if "apical" not in set(cell.section_types):
+        return None
+    return ca_hot_zone_segment(cell)
 
 
 def needed_duration_ms(config: TrainConfig, window: int) -> int:
