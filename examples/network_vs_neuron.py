@@ -1,15 +1,20 @@
-"""A recurrent network of default cells in NEURON and as surrogates: rates, spike counts, LFP.
+"""An E-I recurrent network in NEURON and as surrogates: rates, spike counts, LFP.
 
-Builds a small network (``--n-cells`` cells of ``l5pc()``, 20 % inhibitory, random recurrent
-connectivity with delays, Poisson drive on every synapse, an electrode column and the current
-dipole), simulates it with the surrogate (:class:`~surrogate_cell.network.SurrogateNetwork`)
+Builds a small network (``--n-cells`` cells: 80 % L5 pyramidal cells of ``--model``, 20 %
+fast-spiking basket cells of ``--inhibitory-model`` (the ``cells/basket/basket.yaml`` recipe),
+random recurrent connectivity with delays, Poisson drive on every synapse, an electrode column
+and the current dipole), simulates it with the surrogate (:class:`~surrogate_cell.network.SurrogateNetwork`)
 and with NEURON on identical cells, synapses, delays and input
 (:class:`~surrogate_cell.network.reference.NeuronNetwork`; LFPy.Network needs a hoc template
 class, so the NEURON side clones the LFPy-built cell and wires NetCons from each soma), and
 prints the population rates (and whether they agree within 20 %), the correlation of spike
 counts per cell and the Pearson r of the summed LFP and dipole::
 
-    python examples/network_vs_neuron.py [--model l5pc-default] [--n-cells 30] [--duration-ms 500] [--seed 0]
+    python examples/network_vs_neuron.py [--model l5pc-default] [--inhibitory-model basket-default]
+                                         [--n-cells 30] [--duration-ms 500] [--seed 0]
+
+``--inhibitory-model same`` makes the inhibitory population pyramidal surrogates with inhibitory
+synapses, as before the basket cell existed.
 
 Another model: a shipped name or a checkpoint path with ``--model runs/srm/best.pt``, or
 ``--fallback-model PATH`` used when ``--model`` does not exist; ``--fallback-model random`` shows the plumbing with a
@@ -37,6 +42,9 @@ from surrogate_cell.pretrained import resolve_model
 
 RATE_TOLERANCE = 0.20
 DEFAULT_EXC_RATE_HZ = 20.0
+DEFAULT_BASKET_RATE_HZ = 8.0
+"""Poisson drive per basket-cell input channel (exc and inh): inside its training range (0-26 Hz per
+synapse); at a steady 10 Hz the NEURON basket cell fires about 25 Hz."""
 
 
 def parse_arguments(argv=None) -> argparse.Namespace:
@@ -44,6 +52,12 @@ def parse_arguments(argv=None) -> argparse.Namespace:
     defaults = RecurrentNetworkConfig()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="l5pc-default", help="shipped model name or checkpoint path")
+    parser.add_argument("--inhibitory-model", default="basket-default",
+                        help="shipped name or checkpoint of the inhibitory cells ('same': --model)")
+    parser.add_argument("--inhibitory-exc-rate-hz", type=float, default=DEFAULT_BASKET_RATE_HZ,
+                        help="Poisson drive per excitatory synapse of the inhibitory cells")
+    parser.add_argument("--inhibitory-inh-rate-hz", type=float, default=DEFAULT_BASKET_RATE_HZ,
+                        help="Poisson drive per inhibitory synapse of the inhibitory cells")
     parser.add_argument("--fallback-model", help="checkpoint used when --model does not exist "
                                                  "('random': a random-weight model, plumbing only)")
     parser.add_argument("--n-cells", type=int, default=defaults.n_cells)
@@ -85,10 +99,14 @@ def main(argv=None) -> None:
     args = parse_arguments(argv)
     torch.set_num_threads(args.threads)
     model = chosen_model(args)
+    two_types = args.inhibitory_model != "same"
     config = RecurrentNetworkConfig(n_cells=args.n_cells, connection_probability=args.connection_probability,
                                     synapses_per_connection=args.synapses_per_connection,
-                                    exc_rate_hz=args.exc_rate_hz, inh_rate_hz=args.inh_rate_hz)
-    network = build_recurrent_network(model, config, seed=args.seed, device="cpu")
+                                    exc_rate_hz=args.exc_rate_hz, inh_rate_hz=args.inh_rate_hz,
+                                    inhibitory_exc_rate_hz=args.inhibitory_exc_rate_hz if two_types else None,
+                                    inhibitory_inh_rate_hz=args.inhibitory_inh_rate_hz if two_types else None)
+    inhibitory = str(resolve_model(args.inhibitory_model)) if two_types else None
+    network = build_recurrent_network(model, config, seed=args.seed, device="cpu", inhibitory_model=inhibitory)
     print(f"{config.n_cells} cells ({config.n_cells - config.n_inhibitory} E, {config.n_inhibitory} I), "
           f"{len(network.connectivity())} recurrent synapses, {args.duration_ms} ms, seed {args.seed}")
 

@@ -122,10 +122,6 @@ class NeuronNetwork:
             raise ValueError("NeuronNetwork needs the whole network in one process; run it without torchrun.")
         self.network, self.solver, self.dt = network, solver, solver.dt
         self.templates = {name: network.template(name) for name in network.populations}
-        v_inits = {template.v_init for template in self.templates.values()}
-        if len(v_inits) != 1:
-            raise ValueError(f"NeuronNetwork needs one v_init for all populations, got {sorted(v_inits)}.")
-        self.v_init = v_inits.pop()
         blueprints = {id(t): template_blueprint(t, solver.dt) for t in self.templates.values()}
         self.cells = [instantiate(blueprints[id(self.templates[name])], f"cell{gid}")
                       for name in network.populations for gid in network.gids(name)]
@@ -238,8 +234,10 @@ class NeuronNetwork:
         h.celsius = float(self._celsius())
         recorders = self._recorders(record_soma)
         scheduled = self._input_events(duration_ms)
+        # every cell starts at its own model's v_init, set before the mechanisms' INITIAL blocks
+        start_voltages = h.FInitializeHandler(0, self._set_initial_voltages)  # noqa: F841 (kept alive)
         with neuron_solver(self.solver):  # for this run only
-            h.finitialize(self.v_init)
+            h.finitialize()
             for netcon, time_ms in scheduled:  # after finitialize, which empties the event queue
                 netcon.event(time_ms)
             # one step past the end: NEURON takes the sample at t = duration_ms in the step after it
@@ -247,6 +245,12 @@ class NeuronNetwork:
             for stop in tqdm(stops, desc="NEURON network", unit="x10 ms", disable=not progress):
                 h.continuerun(float(stop))
         return self._result(duration_ms, recorders)
+
+    def _set_initial_voltages(self) -> None:
+        for sections, template in zip(self.cells, self.template_of_gid):  # setup only: once per run
+            for section in sections:
+                for segment in section:
+                    segment.v = template.v_init
 
     def _celsius(self) -> float:
         values = {t.recipe.get("cell_kwargs", {}).get("celsius") for t in self.templates.values()}

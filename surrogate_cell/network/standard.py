@@ -1,5 +1,5 @@
-"""A standard recurrent network (excitatory + inhibitory population of one model), for examples,
-validation and benchmarks."""
+"""A standard recurrent network (an excitatory and an inhibitory population, of one model or of
+two cell types), for examples, validation and benchmarks."""
 
 from __future__ import annotations
 
@@ -44,8 +44,10 @@ class RecurrentNetworkConfig:
     Every ordered pair of cells connects with ``connection_probability`` through
     ``synapses_per_connection`` synapses (delays normal(``delay_ms``, ``delay_std_ms``)). Every
     cell's synapses receive Poisson drive at ``exc_rate_hz`` / ``inh_rate_hz`` (default: the
-    project's Poisson regime, which matches the training input's mean). Probes: an electrode
-    column of ``n_contacts`` on the cylinder axis and the current dipole moment.
+    project's Poisson regime, which matches the training input's mean); the inhibitory
+    population's own rates are ``inhibitory_exc_rate_hz`` / ``inhibitory_inh_rate_hz`` when given
+    (a model of another cell type, e.g. ``basket-default``, is trained on other input). Probes:
+    an electrode column of ``n_contacts`` on the cylinder axis and the current dipole moment.
 
     Raises
     ------
@@ -67,6 +69,8 @@ class RecurrentNetworkConfig:
     z_range_um: tuple[float, float] = (-50.0, 50.0)
     n_contacts: int = 8
     spike_threshold_mv: float | None = None
+    inhibitory_exc_rate_hz: float | None = None
+    inhibitory_inh_rate_hz: float | None = None
 
     def __post_init__(self) -> None:
         _check_whole(self.n_cells, "n_cells", MIN_CELLS,
@@ -77,11 +81,21 @@ class RecurrentNetworkConfig:
         _check_range(self.inhibitory_fraction, "inhibitory_fraction", 0.0, 1.0)
         _check_range(self.exc_rate_hz, "exc_rate_hz", 0.0, 1000.0)
         _check_range(self.inh_rate_hz, "inh_rate_hz", 0.0, 1000.0)
+        for name in ("inhibitory_exc_rate_hz", "inhibitory_inh_rate_hz"):
+            if getattr(self, name) is not None:
+                _check_range(getattr(self, name), name, 0.0, 1000.0)
         if self.n_inhibitory >= self.n_cells:
             raise NetworkConfigError(
                 f"RecurrentNetworkConfig: inhibitory_fraction {self.inhibitory_fraction} of "
                 f"{self.n_cells} cells leaves no excitatory cell; lower inhibitory_fraction or "
                 "give more cells.")
+
+    def drive_rates_hz(self, population: str) -> tuple[float, float]:
+        """(excitatory, inhibitory) Poisson rate (Hz) per input channel of population "E" or "I"."""
+        if population == "I":
+            return (self.exc_rate_hz if self.inhibitory_exc_rate_hz is None else self.inhibitory_exc_rate_hz,
+                    self.inh_rate_hz if self.inhibitory_inh_rate_hz is None else self.inhibitory_inh_rate_hz)
+        return self.exc_rate_hz, self.inh_rate_hz
 
     @property
     def n_inhibitory(self) -> int:
@@ -112,14 +126,17 @@ def electrode_column(n_contacts: int) -> dict:
 
 def build_recurrent_network(model: str | os.PathLike, config: RecurrentNetworkConfig, seed: int = 0,
                             device: str | torch.device | None = None,
-                            dtype: str | torch.dtype | None = None) -> SurrogateNetwork:
-    """The network of ``config`` with surrogate cells of ``model`` (populations "E" and "I")."""
+                            dtype: str | torch.dtype | None = None,
+                            inhibitory_model: str | os.PathLike | None = None) -> SurrogateNetwork:
+    """The network of ``config``: population "E" of ``model`` surrogates and population "I" of
+    ``inhibitory_model`` surrogates (default: ``model`` too; e.g. ``"basket-default"``)."""
     network = SurrogateNetwork(seed=seed, device=device, dtype=dtype)
     rng = stream_rng(seed, PLACEMENT_STREAM)
     sizes = {"E": config.n_cells - config.n_inhibitory, "I": config.n_inhibitory}
+    models = {"E": model, "I": model if inhibitory_model is None else inhibitory_model}
     for name, kind in (("E", "exc"), ("I", "inh")):
         network.add_population(Population(
-            name, model, sizes[name], synapse_kind=kind,
+            name, models[name], sizes[name], synapse_kind=kind,
             positions=cylinder_positions(sizes[name], config.radius_um, config.z_range_um, rng),
             rotations=z_rotations(sizes[name], rng), spike_threshold_mv=config.spike_threshold_mv))
     for pre in sizes:
@@ -127,7 +144,8 @@ def build_recurrent_network(model: str | os.PathLike, config: RecurrentNetworkCo
             network.connect(Connection(pre, post, config.connection_probability, delay_ms=config.delay_ms,
                                        delay_std_ms=config.delay_std_ms,
                                        synapses_per_connection=config.synapses_per_connection))
-        network.add_drive(PoissonDrive(pre, exc_rate_hz=config.exc_rate_hz, inh_rate_hz=config.inh_rate_hz))
+        exc_rate_hz, inh_rate_hz = config.drive_rates_hz(pre)
+        network.add_drive(PoissonDrive(pre, exc_rate_hz=exc_rate_hz, inh_rate_hz=inh_rate_hz))
     network.add_probe(Probe("lfp", LFPy.RecExtElectrode, electrode_column(config.n_contacts)))
     network.add_probe(Probe("dipole", LFPy.CurrentDipoleMoment))
     return network
