@@ -376,3 +376,24 @@ def test_trained_surrogate_network_fires_like_the_neuron_network():
     tolerance = max(0.2 * comparison.neuron_rate_hz, 1.0)
     assert abs(comparison.surrogate_rate_hz - comparison.neuron_rate_hz) <= tolerance, comparison
     assert comparison.spike_count_correlation > 0, comparison
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not all((PRETRAINED_DIR / f"{name}.pt").is_file() for name in ("l5pc-default", "basket-default")),
+                    reason="needs the shipped l5pc-default and basket-default models")
+def test_e_i_network_of_pyramidal_and_basket_surrogates_fires_like_neuron():
+    """8 L5 pyramidal + 2 basket cells x 300 ms: each NEURON cell starts at its own model's v_init, and
+    both populations' rates agree within 25 % (or 2 Hz) after 50 ms."""
+    config = RecurrentNetworkConfig(n_cells=10, n_contacts=4, exc_rate_hz=20.0,
+                                    inhibitory_exc_rate_hz=8.0, inhibitory_inh_rate_hz=8.0)
+    network = build_recurrent_network("l5pc-default", config, device="cpu", inhibitory_model="basket-default")
+    assert network.template("I").cell.totnsegs == 114
+    surrogate = network.simulate(300)
+    with NeuronNetwork(network) as reference:
+        neuron = reference.run(300, progress=False)
+    np.testing.assert_array_equal(neuron.soma_v["E"][:, 0], -76.0)
+    np.testing.assert_array_equal(neuron.soma_v["I"][:, 0], -65.0)
+    for population in ("E", "I"):
+        rates = [run.population_rate_hz(population, 50.0) for run in (neuron, surrogate)]
+        assert rates[0] > 2.0, f"the drive no longer makes NEURON's {population} cells fire"
+        assert abs(rates[1] - rates[0]) <= max(0.25 * rates[0], 2.0), (population, rates)

@@ -15,7 +15,7 @@ import LFPy
 import numpy as np
 
 from surrogate_cell.cell import TRAINED_WEIGHT
-from surrogate_cell.cells.layout import EVENT_KINDS, SYNAPSE_SECTION_TYPES
+from surrogate_cell.cells.layout import EVENT_KINDS
 from surrogate_cell.spikes import REFRACTORY_MS
 
 MIN_DELAY_MS = 1.0
@@ -113,8 +113,9 @@ class Targets:
 
     Parameters
     ----------
-    section_types : tuple of str or str, default ("basal", "apical", "oblique")
-        Allowed section types.
+    section_types : tuple of str or str, optional
+        Allowed section types; default: every type on which the postsynaptic model has input
+        channels (basal, apical and oblique for the L5PC; soma and basal for the basket cell).
     min_distance_um, max_distance_um : float, default 0 and inf
         Allowed range of the segment's path distance from the soma centre (um).
 
@@ -124,7 +125,7 @@ class Targets:
         If ``min_distance_um > max_distance_um``.
     """
 
-    section_types: tuple[str, ...] = SYNAPSE_SECTION_TYPES
+    section_types: tuple[str, ...] | None = None
     min_distance_um: float = 0.0
     max_distance_um: float = math.inf
 

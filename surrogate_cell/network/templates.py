@@ -128,7 +128,8 @@ class CellTemplate:
     def target_segments(self, targets: Targets, label: str) -> tuple[np.ndarray, np.ndarray]:
         """(segments, probabilities ∝ area) allowed by ``targets``; raises :class:`TargetError`."""
         input_types = sorted(set(self.section_types[self.input_segments].tolist()))
-        without_input = sorted(set(targets.section_types) - set(input_types))
+        allowed_types = input_types if targets.section_types is None else list(targets.section_types)
+        without_input = sorted(set(allowed_types) - set(input_types))
         if without_input:
             raise TargetError(
                 f"{label}: targets section types {without_input}, which have no model input "
@@ -136,12 +137,12 @@ class CellTemplate:
                 f"Targets(section_types=...) among {input_types}."
             )
         distances = self.path_distances_um[self.input_segments]
-        allowed = (np.isin(self.section_types[self.input_segments], list(targets.section_types))
+        allowed = (np.isin(self.section_types[self.input_segments], allowed_types)
                    & (distances >= targets.min_distance_um) & (distances <= targets.max_distance_um))
         segments = self.input_segments[allowed]
         if segments.size == 0:
             raise TargetError(
-                f"{label}: no input segment of types {list(targets.section_types)} lies between "
+                f"{label}: no input segment of types {allowed_types} lies between "
                 f"{targets.min_distance_um:g} and {targets.max_distance_um:g} um path distance from "
                 f"the soma (input segments span {distances.min():.0f}-{distances.max():.0f} um). "
                 "Widen the distance range."
