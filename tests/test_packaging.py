@@ -22,7 +22,7 @@ from tests.conftest import REPO_ROOT
 
 pytestmark = [pytest.mark.slow, pytest.mark.neuron]
 
-NOT_SOURCE = {".git", ".venv", "build", "dist", "data", "runs", ".pytest_cache", "compare_lfp_output",
+NOT_SOURCE = {".git", ".venv", ".scratch", "build", "dist", "data", "runs", ".pytest_cache", "compare_lfp_output",
               "x86_64", "aarch64", "arm64"}
 """Top-level entries of the working tree left out of the copy the wheel is built from."""
 
@@ -38,6 +38,9 @@ synapse.set_spike_times(np.array([5.0, 20.0]))
 electrode = LFPy.RecExtElectrode(cell, x=np.array([50.0, 50.0]), y=np.zeros(2), z=np.array([0.0, 500.0]))
 cell.simulate(probes=[electrode], rec_vmem=True)
 assert np.isfinite(electrode.data).all()
+basket = SurrogateCell(model="basket-default", tstop=50.0)  # runs from its embedded geometry
+basket.simulate(rec_vmem=True)
+assert basket.totnsegs == 114 and np.isfinite(basket.vmem).all()
 print("PACKAGE", surrogate_cell.__file__)
 print("LFP_SHAPE", electrode.data.shape)
 """
@@ -46,6 +49,10 @@ CONFIGS = """
 from surrogate_cell.models import load_model_config
 from surrogate_cell.training.train import load_train_config
 
+from surrogate_cell.cells.recipe import load_recipe
+
+recipe = load_recipe("cells/basket/basket.yaml")  # the packaged recipe and every file it names
+assert recipe.morphology.is_file() and sorted(p.name for p in recipe.mechanisms.glob("*.mod"))
 config = load_train_config("train_small.yaml", data="unused.h5")
 print("MODEL", config.model, load_model_config(config.model)[0])
 """

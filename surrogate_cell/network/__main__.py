@@ -133,8 +133,9 @@ def parse_arguments(argv=None) -> argparse.Namespace:
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--model", default="l5pc-default", metavar="NAME_OR_PATH",
                         help="shipped model name or checkpoint path (.pt)")
-    parser.add_argument("--inhibitory-model", default=None, metavar="NAME_OR_PATH",
-                        help="model of the inhibitory cells, e.g. basket-default (default: --model)")
+    parser.add_argument("--inhibitory-model", default="basket-default", metavar="NAME_OR_PATH",
+                        help="model of the inhibitory cells: the fast-spiking basket cell's surrogate, "
+                             "another shipped name or checkpoint, or 'same' for --model")
     parser.add_argument("--n-cells", type=whole_number(MIN_CELLS), default=defaults.n_cells, metavar="N",
                         help=f"number of cells, {100 * defaults.inhibitory_fraction:.0f}%% of them inhibitory "
                              f"(at least {MIN_CELLS}: one excitatory and one inhibitory)")
@@ -198,8 +199,9 @@ def run(args: argparse.Namespace) -> None:
     device = select_device(args.device)
     config = RecurrentNetworkConfig(n_cells=args.n_cells, connection_probability=args.connection_probability,
                                     synapses_per_connection=args.synapses_per_connection)
+    inhibitory_model = None if args.inhibitory_model == "same" else args.inhibitory_model
     network = build_recurrent_network(args.model, config, seed=args.seed, device=device,
-                                      inhibitory_model=args.inhibitory_model)
+                                      inhibitory_model=inhibitory_model)
     started = time.perf_counter()
     result = network.simulate(args.duration_ms, record_soma=args.record_soma, keep_in_memory=False,
                               writer=HDF5Writer(args.out, attributes={"arguments": vars(args)}),
