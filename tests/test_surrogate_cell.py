@@ -422,7 +422,8 @@ def test_a_model_of_another_cell_is_refused(tmp_path, reference):
 
 
 def test_unknown_model_name_lists_the_shipped_models():
-    with pytest.raises(CheckpointError, match="Unknown model 'l5pc-huge'.*Shipped model names: l5pc-default"):
+    with pytest.raises(CheckpointError,
+                       match="Unknown model 'l5pc-huge'.*Shipped model names: basket-default, l5pc-default"):
         SurrogateCell(model="l5pc-huge")
 
 
