@@ -234,7 +234,7 @@ def build_recipe_cell(recipe: CellRecipe | str | Path, **cell_kwargs) -> LFPy.Ce
         load_mechanism_folder(recipe.mechanisms)
     else:
         load_synapse_mechanisms()
-    kwargs = {"nsegs_method": None, **recipe.cell_kwargs, **cell_kwargs}
+    kwargs = {**recipe.cell_kwargs, **cell_kwargs}
     try:
         if recipe.builder is not None:
             cell = _call_builder(recipe, kwargs)
@@ -281,11 +281,9 @@ def _create_statements(names: list[str]) -> list[str]:
     sizes: dict[str, int | None] = {}
     for base, index in map(_array_name, names):
         sizes[base] = None if index is None else max(sizes.get(base) or 0, index + 1)
-    created = [f"{base}[{i}]" for base, size in sizes.items() for i in range(size)] \
-        if all(size is not None for size in sizes.values()) else None
     order = [name for base, size in sizes.items()
              for name in ([base] if size is None else [f"{base}[{i}]" for i in range(size)])]
-    if order != names or (created is not None and created != names):
+    if order != names:
         raise CellRecipeError("The cell's sections are not in creation order (arrays in blocks, indices "
                               "ascending), so its geometry cannot be embedded in a checkpoint.")
     return [f"create {base}" if size is None else f"create {base}[{size}]" for base, size in sizes.items()]
