@@ -196,9 +196,14 @@ def _short_name(section) -> str:
     return section.name().split(".")[-1]
 
 
+def segments_matching(cell, synapse_sections: str) -> np.ndarray:
+    """Bool per segment (LFPy order): its section's name matches ``synapse_sections`` from the start."""
+    pattern = re.compile(synapse_sections)
+    return np.array([bool(pattern.match(_short_name(sec))) for sec in cell.allseclist for _ in sec])
+
+
 def _synapse_mask(cell, recipe: CellRecipe) -> np.ndarray:
-    pattern = re.compile(recipe.synapse_sections)
-    mask = np.array([bool(pattern.match(_short_name(sec))) for sec in cell.allseclist for _ in sec])
+    mask = segments_matching(cell, recipe.synapse_sections)
     if not mask.any():
         names = sorted({re.sub(r"\[\d+\]$", "[..]", _short_name(sec)) for sec in cell.allseclist})
         raise CellRecipeError(f"{recipe.source}: no section matches synapse_sections {recipe.synapse_sections!r}; "
@@ -360,7 +365,6 @@ def embedded_geometry_cell(recipe: dict, **cell_kwargs) -> LFPy.Cell:
     kwargs = {**recipe.get("cell_kwargs", {}), **cell_kwargs}
     cell = LFPy.Cell(morphology=str(path), nsegs_method=None, **kwargs)
     cell.section_types = segment_section_types(cell)
-    pattern = re.compile(recipe.get("synapse_sections", CellRecipe.synapse_sections))
-    cell.synapse_mask = np.array([bool(pattern.match(_short_name(sec))) for sec in cell.allseclist for _ in sec])
+    cell.synapse_mask = segments_matching(cell, recipe.get("synapse_sections", CellRecipe.synapse_sections))
     cell.recipe = dict(recipe)
     return cell
