@@ -35,7 +35,14 @@ from surrogate_cell.training.calibrate import (
     validation_raw,
 )
 from surrogate_cell.training.ensemble import build_ensemble, held_out_splits
-from surrogate_cell.training.evaluate import held_out_simulations, permanent, roc_auc
+from surrogate_cell.training.evaluate import (
+    LFP_ELECTRODE_X_UM,
+    LFP_ELECTRODE_Z_UM,
+    extracellular_matrices,
+    held_out_simulations,
+    permanent,
+    roc_auc,
+)
 from surrogate_cell.training.train import (
     LossBalancer,
     TrainConfig,
@@ -175,6 +182,10 @@ def test_train_and_evaluate_commands(data_set, model_file, tmp_path, capsys):
     assert metrics["simulations"] == read_checkpoint(out_dir / "best.pt")["meta"]["data"]["test"]
     assert set(metrics["teacher_forced_rmse_mv"]) >= {"all", "soma", "basal", "apical", "oblique"}
     assert np.isfinite(metrics["free_running_rmse_mv"]["all"])
+    assert len(metrics["per_segment_free_running_rmse_mv"]) == len(metrics["per_segment_teacher_forced_rmse_mv"])
+    extracellular = metrics["extracellular"]
+    assert extracellular["lfp_z_um"] == list(LFP_ELECTRODE_Z_UM) and len(extracellular["lfp_r"]) == 5
+    assert all(-1.0 <= r <= 1.0 for r in extracellular["lfp_r"]) and -1.0 <= extracellular["dipole_z_r"] <= 1.0
     for figure in ("error_by_section.png", "voltage_rasters.png", "soma_traces.png"):
         assert (evaluation / figure).stat().st_size > 0
     assert "teacher-forced" in capsys.readouterr().out
@@ -427,3 +438,27 @@ def test_ensemble_members_must_share_the_architecture(data_set, tmp_path):
     with pytest.raises(CheckpointError, match="at least two"):
         build_ensemble(paths[:1], tmp_path / "ensemble.pt")
     assert not (tmp_path / "ensemble.pt").exists()
+
+
+@pytest.mark.neuron
+def test_extracellular_matrices_reproduce_lfpys_own_probes(data_set):
+    """The evaluation's voltage -> LFP and dipole matrices give what LFPy's probes record from
+    NEURON's membrane currents on the same cell."""
+    import LFPy
+
+    from surrogate_cell.cells.build import build_stored_cell
+
+    recipe = open_data_set(data_set).layout.recipe
+    lfp, dipole = extracellular_matrices(recipe)
+    cell = build_stored_cell(recipe, {"tstop": 60.0, "dt": 0.025})
+    for z, start in ((300.0, 10.0), (700.0, 25.0), (0.0, 40.0)):
+        synapse = LFPy.Synapse(cell, idx=cell.get_closest_idx(z=z), syntype="Exp2Syn", weight=0.02,
+                               tau1=0.5, tau2=3.0, e=0.0)
+        synapse.set_spike_times(np.array([start]))
+    n = len(LFP_ELECTRODE_Z_UM)
+    electrode = LFPy.RecExtElectrode(cell, x=np.full(n, LFP_ELECTRODE_X_UM), y=np.zeros(n),
+                                     z=np.asarray(LFP_ELECTRODE_Z_UM))
+    moment = LFPy.CurrentDipoleMoment(cell)
+    cell.simulate(probes=[electrode, moment], rec_vmem=True)
+    for matrix, recorded in ((lfp, electrode.data), (dipole, moment.data)):  # t = 0 holds no current yet
+        np.testing.assert_allclose((matrix @ cell.vmem)[:, 1:], recorded[:, 1:], atol=0.02 * np.abs(recorded).max())

@@ -2,7 +2,8 @@
 
 Reports teacher-forced voltage RMSE (mV) overall and per section type, free-running RMSE from
 a true 100 ms history, somatic spike precision/recall/F1 (±3 ms) from the soma-voltage
-threshold, spike-task AUC and, for families with experts (MMoE, MMoEEx and their stable forms
+threshold, spike-task AUC, the free runs' LFP and dipole Pearson r (LFPy's vmem→imem matrix and
+probes on the checkpoint's cell) and, for families with experts (MMoE, MMoEEx and their stable forms
 ``srm_mmoe``, ``srm_mmoeex``), expert and gate diversity and gate usage
 (:mod:`surrogate_cell.training.diversity`; a warning when the gates have collapsed onto one
 expert). Works for every registered family. Saves ``metrics.json`` and figures
@@ -139,6 +140,63 @@ def rmse_by_type(error_mv: np.ndarray, section_types: np.ndarray) -> dict:
     return result
 
 
+LFP_ELECTRODE_Z_UM = (200.0, 400.0, 600.0, 800.0, 1000.0)
+LFP_ELECTRODE_X_UM = 50.0
+"""Where the extracellular potential is compared: along the apical (z) axis, 50 um beside it."""
+
+
+def extracellular_matrices(recipe: dict) -> tuple[np.ndarray, np.ndarray]:
+    """Matrices from segment voltages (mV) to the LFP at :data:`LFP_ELECTRODE_Z_UM` (mV) and to
+    the current dipole moment (nA um), for the cell ``recipe`` describes.
+
+    LFPy's vmem→imem matrix (axial currents, no capacitance term: valid on any time grid)
+    followed by a ``RecExtElectrode``'s and a ``CurrentDipoleMoment``'s transformation matrices.
+
+    Returns
+    -------
+    lfp : ndarray, shape (n_electrodes, n_segments)
+    dipole : ndarray, shape (3, n_segments)
+    """
+    import LFPy
+
+    from surrogate_cell.cells.build import build_stored_cell
+
+    cell = build_stored_cell(recipe, {})
+    imem = cell.get_transformation_matrix_vmem_to_imem()
+    n = len(LFP_ELECTRODE_Z_UM)
+    electrode = LFPy.RecExtElectrode(cell, x=np.full(n, LFP_ELECTRODE_X_UM), y=np.zeros(n),
+                                     z=np.asarray(LFP_ELECTRODE_Z_UM))
+    return (electrode.get_transformation_matrix() @ imem,
+            LFPy.CurrentDipoleMoment(cell).get_transformation_matrix() @ imem)
+
+
+def pearson_rows(truth: np.ndarray, prediction: np.ndarray) -> np.ndarray:
+    """Pearson r of every trace pair along the last axis (NaN where a trace is constant)."""
+    truth = truth - truth.mean(axis=-1, keepdims=True)
+    prediction = prediction - prediction.mean(axis=-1, keepdims=True)
+    norms = np.sqrt((truth ** 2).sum(axis=-1) * (prediction ** 2).sum(axis=-1))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return (truth * prediction).sum(axis=-1) / norms
+
+
+def extracellular_scores(matrices: tuple[np.ndarray, np.ndarray], true_mv: np.ndarray,
+                         predicted_mv: np.ndarray) -> dict:
+    """LFP and dipole Pearson r of free runs, per simulation and averaged over simulations.
+
+    ``true_mv`` and ``predicted_mv`` are (n_sims, T, n_segments). Returns ``lfp_r`` (one mean
+    per electrode at :data:`LFP_ELECTRODE_Z_UM`), ``lfp_z_um`` and ``dipole_z_r``;
+    simulations whose true LFP is flat are left out of the means.
+    """
+    lfp, dipole = matrices
+    # a matrix product, not np.einsum: numpy 2.4's einsum returned a wrong first sample here
+    lfp_r = pearson_rows((true_mv @ lfp.T).swapaxes(1, 2), (predicted_mv @ lfp.T).swapaxes(1, 2))
+    dipole_r = pearson_rows(true_mv @ dipole[2], predicted_mv @ dipole[2])
+    with np.errstate(invalid="ignore"):
+        return {"lfp_z_um": list(LFP_ELECTRODE_Z_UM),
+                "lfp_r": [float(value) for value in np.nanmean(lfp_r, axis=0)] if lfp_r.size else [],
+                "dipole_z_r": float(np.nanmean(dipole_r)) if dipole_r.size else float("nan")}
+
+
 def roc_auc(labels: np.ndarray, scores: np.ndarray) -> float:
     """Area under the ROC curve (Mann-Whitney statistic with average ranks for ties)."""
     labels = labels.astype(bool)
@@ -260,11 +318,14 @@ def evaluate(config: EvaluationConfig) -> dict:
         "free_running_diverged_at_ms": diverged_at,
         **expert_diversity(model, data),
         "per_segment_teacher_forced_rmse_mv": np.sqrt((tf_error ** 2).mean(axis=(0, 1))).tolist(),
+        "per_segment_free_running_rmse_mv": np.sqrt((fr_error ** 2).mean(axis=(0, 1))).tolist(),
     }
+    matrices = extracellular_matrices(meta["cell"]["recipe"])
+    metrics["extracellular"] = extracellular_scores(matrices, true_fr_mv, fr_mv)
     families = [data_set.simulation_attrs(index).get("input_family") for index in sims]
     if any(families):
         metrics["per_family"] = family_metrics(families, fr_mv, true_fr_mv, true_in_window, predicted,
-                                               soma, meta["cell"].get("ca_segment"), data.window)
+                                               soma, meta["cell"].get("ca_segment"), data.window, matrices)
     out_dir = Path(config.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
@@ -283,10 +344,11 @@ CA_REFRACTORY_MS = 20.0
 
 
 def family_metrics(families: list, fr_mv: np.ndarray, true_mv: np.ndarray, true_spikes: list, predicted: list,
-                   soma: int, ca_segment: int | None, t0: float) -> dict:
+                   soma: int, ca_segment: int | None, t0: float, matrices=None) -> dict:
     """Free-running metrics per input family of ``mixture`` data: all-segment and soma RMSE (mV),
-    somatic spike scores and, when the cell names its Ca hot zone, apical Ca-event scores (upward
-    crossings of -20 mV, ±5 ms)."""
+    somatic spike scores, LFP and dipole r (with ``matrices`` from :func:`extracellular_matrices`)
+    and, when the cell names its Ca hot zone, apical Ca-event scores (upward crossings of
+    -20 mV, ±5 ms)."""
     from surrogate_cell.models.srm import CA_EVENT_THRESHOLD_MV
 
     families = np.asarray(families, dtype=object)
@@ -298,6 +360,8 @@ def family_metrics(families: list, fr_mv: np.ndarray, true_mv: np.ndarray, true_
                  "rmse_mv": float(np.sqrt(np.mean(error ** 2))),
                  "soma_rmse_mv": float(np.sqrt(np.mean(error[..., soma] ** 2))),
                  "spikes": spike_scores([true_spikes[i] for i in rows], [predicted[i] for i in rows])}
+        if matrices is not None:
+            entry["extracellular"] = extracellular_scores(matrices, true_mv[rows], fr_mv[rows])
         if ca_segment is not None:
             def events(traces):
                 return [upward_crossing_times(trace, 1.0, CA_EVENT_THRESHOLD_MV, CA_REFRACTORY_MS, t0)
@@ -316,6 +380,8 @@ def family_report_lines(metrics: dict) -> list[str]:
         line = (f"{family:<10} n={entry['simulations']:<3} RMSE {entry['rmse_mv']:5.2f} mV "
                 f"(soma {entry['soma_rmse_mv']:5.2f})  spikes F1 {spikes['f1']:.2f} "
                 f"({spikes['n_true']} true, {spikes['n_predicted']} predicted)")
+        if entry.get("extracellular"):
+            line += f"  LFP r {np.nanmean(entry['extracellular']['lfp_r']):.2f}"
         if ca is not None:
             line += f"  Ca events F1 {ca['f1']:.2f} ({ca['n_true']} true, {ca['n_predicted']} predicted)"
         lines.append(line)
@@ -335,8 +401,19 @@ def format_report(metrics: dict) -> str:
              f"somatic spikes (±{SPIKE_TOLERANCE_MS:g} ms, threshold {spikes['threshold_mv']:g} mV): "
              f"precision {spikes['precision']:.2f} recall {spikes['recall']:.2f} F1 {spikes['f1']:.2f} "
              f"({spikes['n_true']} true, {spikes['n_predicted']} predicted)",
-             f"spike-task AUC: {metrics['spike_task_auc']:.3f}"]
+             f"spike-task AUC: {metrics['spike_task_auc']:.3f}",
+             *extracellular_lines(metrics)]
     return "\n".join(lines + family_report_lines(metrics) + mixture_report_lines(metrics))
+
+
+def extracellular_lines(metrics: dict) -> list[str]:
+    """The free runs' LFP r per electrode and dipole r (none for metrics without them)."""
+    scores = metrics.get("extracellular")
+    if not scores:
+        return []
+    electrodes = ", ".join(f"{z:g} um {r:.2f}" for z, r in zip(scores["lfp_z_um"], scores["lfp_r"]))
+    return [f"free-running LFP r ({LFP_ELECTRODE_X_UM:g} um beside the apical axis): {electrodes}; "
+            f"dipole (z) r {scores['dipole_z_r']:.2f}"]
 
 
 def mixture_report_lines(metrics: dict) -> list[str]:

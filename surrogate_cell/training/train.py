@@ -969,11 +969,13 @@ def train(config: TrainConfig, progress_bar: bool = True) -> Path:
     """
     trainer = Trainer(config, progress_bar)
     trainer.run()
+    rank, family, show_progress = trainer.rank, trainer.family, trainer.show_progress
+    del trainer  # its training windows (gigabytes for drive data) would stay in memory during calibration
     best = Path(config.out_dir) / "best.pt"
-    if trainer.rank == 0 and get_family(trainer.family).calibrates_spikes and best.exists():
+    if rank == 0 and get_family(family).calibrates_spikes and best.exists():
         from surrogate_cell.training.calibrate import calibrate_checkpoint
 
-        calibrate_checkpoint(best, config.data, trainer.show_progress)
+        calibrate_checkpoint(best, config.data, show_progress)
     if dist.is_initialized():
         dist.barrier()
     return Path(config.out_dir)
