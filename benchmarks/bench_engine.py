@@ -14,7 +14,8 @@ Prints, from one run on this machine:
   second, FLOPs per cell-step (counted analytically on the incremental path), achieved
   GFLOP/s against torch's own large float32 matmul rate, the per-cell speed ratio to NEURON
   and memory (the engine's window state; the process's peak RSS, measured before NEURON runs).
-* The published workload, 100 cells x 100 ms with MMoE (43.6 s on a P100; goal < 5 s).
+* The published inference workloads (100 cells x 1, 10 and 100 ms; 1000 cells x 100 ms) for
+  every family, beside the published P100 times (MMoE 100 x 100 ms: 43.6 s; goal < 5 s).
 * Side measurements: the full-window reference stepper, MMoE mixing before the towers
   versus the per-expert product, and a low-rank shared first tower layer (timing only).
 
@@ -55,7 +56,13 @@ from surrogate_cell.models.normalisation import Normalisation  # noqa: E402
 
 CONFIG_DIR = PACKAGED_CONFIGS / "models"
 SYNAPSE_SECTION_TYPES = ("basal", "apical", "oblique")
-PUBLISHED_P100_S = 43.6
+PUBLISHED_P100_S = {("mh", 100, 100): 7.19, ("mmoe", 100, 100): 43.6, ("mh", 1000, 100): 10.9,
+                    ("mmoe", 1000, 100): 365.0}
+"""Published inference times on a P100 GPU (s), (family, neurons, simulated ms) -> seconds."""
+TABLE1_WORKLOADS = ((100, 1), (100, 10), (100, 100), (1000, 100))
+"""The published inference workloads: (neurons, simulated ms)."""
+MMOE_GOAL_S = 5.0
+"""This project's goal for the published MMoE workload of 100 cells x 100 ms."""
 
 
 @dataclass
@@ -149,7 +156,7 @@ def paper_model(name: str, shape: CellShape) -> torch.nn.Module:
     """A random-weight paper-size model of family ``name`` (or :data:`ENSEMBLE`) for the default cell."""
     torch.manual_seed(0)
     family = model_family(name)
-    spike_input = {"spike_threshold_z": 3.0} if family == "srm" else {}
+    spike_input = {"spike_threshold_z": 3.0} if family.startswith("srm") else {}
     members = {"members": 3} if name == ENSEMBLE else {}
     return build_model_from_file(CONFIG_DIR / f"{family}.yaml",
                                  in_channels=shape.n_events + shape.n_segments,
@@ -245,17 +252,36 @@ def report_engine(run: EngineRun, neuron_s: float, matmul: float) -> None:
           flush=True)
 
 
+def published_workloads(families, shape: CellShape, rate: float, repeats: int) -> list[dict]:
+    """The published inference workloads (:data:`TABLE1_WORKLOADS`) for random-weight paper-size
+    models of ``families``: one dict per family and workload with the best wall time of the steps
+    (``seconds``), the time to build and reset the stepper (``setup_s``) and the published P100
+    time (``published_s``, None where the publication gives none)."""
+    rows = []
+    for family in families:
+        model = paper_model(family, shape)
+        for n_cells, n_ms in TABLE1_WORKLOADS:
+            start = time.perf_counter()
+            stepper = started(make_stepper, model, shape, n_cells)
+            setup = time.perf_counter() - start
+            rows.append({"family": family, "cells": n_cells, "ms": n_ms, "setup_s": setup,
+                         "seconds": time_steps(stepper, shape, n_cells, n_ms, rate, repeats),
+                         "published_s": PUBLISHED_P100_S.get((family, n_cells, n_ms))})
+            del stepper
+    return rows
+
+
 def report_published(shape: CellShape, args) -> None:
-    """100 cells x 100 ms with MMoE, building and reset excluded (printed separately)."""
-    model = paper_model("mmoe", shape)
-    start = time.perf_counter()
-    stepper = started(make_stepper, model, shape, 100)
-    setup = time.perf_counter() - start
-    seconds = time_steps(stepper, shape, 100, 100, args.rate, args.repeats)
-    verdict = "met" if seconds < 5.0 else "MISSED"
-    print(f"  MMoE, 100 cells x 100 ms: {seconds:.2f} s (+ {setup:.2f} s to build and reset); "
-          f"published {PUBLISHED_P100_S} s on a P100 ({PUBLISHED_P100_S / seconds:.1f}x); "
-          f"goal < 5 s {verdict}", flush=True)
+    """The published workloads for every family; building and reset excluded (printed separately)."""
+    for row in published_workloads(args.families, shape, args.rate, args.repeats):
+        published = row["published_s"]
+        line = (f"  {row['family']:<13}{row['cells']:>5} cells x {row['ms']:>3} ms: {row['seconds']:8.3f} s "
+                f"(+ {row['setup_s']:.2f} s to build and reset)")
+        if published is not None:
+            line += f"; published {published} s on a P100 ({published / row['seconds']:.1f}x)"
+        if (row["family"], row["cells"], row["ms"]) == ("mmoe", 100, 100):
+            line += f"; goal < {MMOE_GOAL_S:g} s {'met' if row['seconds'] < MMOE_GOAL_S else 'MISSED'}"
+        print(line, flush=True)
 
 
 def report_reference_stepper(shape: CellShape, args) -> None:
@@ -344,7 +370,7 @@ def main() -> None:
     print("Incremental engine (times scaled to 1 simulated second per cell):")
     for run in runs:
         report_engine(run, neuron_s, matmul)
-    print("Published workload:")
+    print("Published inference workloads:")
     report_published(shape, args)
     print("Full-window reference stepper vs incremental (20 steps):")
     report_reference_stepper(shape, args)
